@@ -70,6 +70,8 @@ struct CompareOp {
   DType dtype = DType::F32;
   Shape shape;
   std::string what;  // e.g. "decoder.layers.0.mlp.linear_fc1.layer_norm_weight: TP rank 1 vs 0"
+  // Largest accepted absolute difference (float dtypes); 0 means bit-for-bit equality.
+  double tolerance = 0;
 };
 
 struct OutputFilePlan {
