@@ -27,6 +27,7 @@ struct Value {
   std::vector<std::pair<ValuePtr, ValuePtr>> entries;    // kDict, in insertion order
   int tensor = -1;         // kTensor: index into the reader's tensor list or writer's tensor list
   std::string class_name;  // kObject: "module.name", e.g. "_io.BytesIO", "argparse.Namespace"
+  ValuePtr state;          // kObject: the argument of BUILD (e.g. a Namespace's dict), or null
 
   // Dict lookup by string key; nullptr if absent or not a dict.
   const Value* Find(const std::string& key) const;
