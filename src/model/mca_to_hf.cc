@@ -1,0 +1,214 @@
+// MCA -> HF: every HF tensor is gathered from the rank files through the layout's primary
+// pieces; every replica piece (duplicated tensors on other TP ranks, dense weights on other EP
+// ranks, the tied output layer) becomes a check against its primary.
+#include <filesystem>
+#include <map>
+#include <tuple>
+
+#include "core/error.h"
+#include "model/checkpoint_files.h"
+#include "model/convert.h"
+#include "model/hf_config.h"
+#include "model/plan_common.h"
+#include "model/python_json.h"
+#include "safetensors/safetensors.h"
+
+namespace mcaconv {
+namespace {
+
+constexpr uint64_t kDefaultMaxShardSize = 5'000'000'000;  // transformers' "5GB"
+
+ExpertFormat DetectExpertFormat(const McaCheckpoint& mca) {
+  for (const auto& [key, tensor] : mca.tensors) {
+    if (key.find(".mlp.experts.weight1") != std::string::npos) return ExpertFormat::kLegacyGrouped;
+    const auto pos = key.find(".mlp.experts.linear_fc");
+    if (pos != std::string::npos && std::isdigit(static_cast<unsigned char>(key.back())))
+      return ExpertFormat::kTeGrouped;
+  }
+  return ExpertFormat::kSequential;
+}
+
+CompareOp MakeCheck(const SourceTensor& a, const ResolvedRegion& ra, const SourceTensor& b,
+                    const ResolvedRegion& rb, const Shape& shape, std::string what) {
+  CompareOp check;
+  check.a_file = a.file;
+  check.a_offset = ra.offset;
+  check.a_strides = ra.strides;
+  check.b_file = b.file;
+  check.b_offset = rb.offset;
+  check.b_strides = rb.strides;
+  check.dtype = a.view.dtype;
+  check.shape = shape;
+  check.what = std::move(what);
+  return check;
+}
+
+// Finds the rank-file tensor of every layout entry and checks shapes. Tensors the layout does not
+// know are an error, except a tied output layer stored next to the embedding (reference habit).
+std::vector<const SourceTensor*> MatchMcaTensors(const McaCheckpoint& mca, const Layout& layout,
+                                                 const LayoutParams& params, Plan& plan) {
+  std::vector<const SourceTensor*> sources(layout.mca.size());
+  std::map<std::string, int> expected;
+  for (size_t i = 0; i < layout.mca.size(); ++i) {
+    const std::string key = McaTensorKey(layout.mca[i], params);
+    expected.emplace(key, static_cast<int>(i));
+    auto it = mca.tensors.find(key);
+    if (it == mca.tensors.end())
+      ThrowInvalid(mca.dir + ": tensor " + key + " (shape " +
+                   ShapeToString(layout.mca[i].shape) + ") is missing");
+    if (it->second.view.shape != layout.mca[i].shape)
+      ThrowInvalid(mca.files.paths[it->second.file] + ": tensor " + layout.mca[i].name +
+                   " has shape " + ShapeToString(it->second.view.shape) + ", expected " +
+                   ShapeToString(layout.mca[i].shape) + " from mca_config.json");
+    sources[i] = &it->second;
+  }
+  for (const auto& [key, tensor] : mca.tensors) {
+    if (expected.count(key)) continue;
+    const std::string suffix = "/output_layer.weight";
+    const bool tied_head = params.tied_embeddings && key.size() > suffix.size() &&
+                           key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0;
+    if (tied_head) {
+      const std::string embed_key =
+          key.substr(0, key.size() - suffix.size()) + "/embedding.word_embeddings.weight";
+      auto embed = mca.tensors.find(embed_key);
+      if (embed != mca.tensors.end() && embed->second.view.shape == tensor.view.shape) {
+        const Box whole{0, tensor.view.shape, ContiguousStrides(tensor.view.shape)};
+        plan.checks.push_back(MakeCheck(embed->second, ResolveBox(embed->second.view, whole, embed_key),
+                                        tensor, ResolveBox(tensor.view, whole, key),
+                                        tensor.view.shape, key + " vs tied " + embed_key));
+        continue;
+      }
+    }
+    ThrowInvalid(mca.files.paths[tensor.file] + ": unexpected tensor " + key +
+                 " (mca_config.json describes no such weight)");
+  }
+  return sources;
+}
+
+// Splits tensors into safetensors shards greedily, as huggingface_hub does.
+std::vector<std::vector<int>> Shard(const std::vector<OutputTensor>& tensors,
+                                    const std::vector<size_t>& order, uint64_t max_size) {
+  std::vector<std::vector<int>> shards(1);
+  uint64_t size = 0;
+  for (size_t index : order) {
+    const uint64_t bytes = tensors[index].nbytes();
+    if (!shards.back().empty() && size + bytes > max_size) {
+      shards.emplace_back();
+      size = 0;
+    }
+    shards.back().push_back(static_cast<int>(index));
+    size += bytes;
+  }
+  return shards;
+}
+
+std::string ShardName(size_t index, size_t count) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", index + 1, count);
+  return name;
+}
+
+}  // namespace
+
+Plan PlanMcaToHf(const ConvertArgs& args) {
+  const std::string dir = args.checkpoint_path;
+  const std::string config_path = dir + "/mca_config.json";
+  const nlohmann::json mca_config = ReadJsonFile(config_path);
+  LayoutParams params = LayoutParamsFromMcaConfig(mca_config, config_path);
+  const McaCheckpoint mca = OpenMcaCheckpoint(dir, params);
+  params.expert_format = DetectExpertFormat(mca);
+  const Layout layout = BuildLayout(params);
+
+  Plan plan;
+  plan.inputs = mca.files.paths;
+  const std::vector<const SourceTensor*> sources = MatchMcaTensors(mca, layout, params, plan);
+
+  // Output tensors: one per HF tensor with primary pieces, in model order.
+  std::vector<std::vector<int>> primaries(layout.hf.size());
+  std::map<std::tuple<int, int64_t, Shape>, int> primary_of_box;
+  for (size_t i = 0; i < layout.pieces.size(); ++i) {
+    const Piece& piece = layout.pieces[i];
+    if (!piece.primary) continue;
+    primaries[piece.hf].push_back(static_cast<int>(i));
+    primary_of_box[{piece.hf, piece.hf_box.offset, piece.hf_box.shape}] = static_cast<int>(i);
+  }
+  std::vector<OutputTensor> tensors;
+  std::vector<int> hf_of_tensor;
+  for (size_t h = 0; h < layout.hf.size(); ++h) {
+    if (primaries[h].empty()) continue;
+    const DType source = sources[layout.pieces[primaries[h][0]].mca]->view.dtype;
+    tensors.push_back({layout.hf[h].name, OutputDType(source, args), layout.hf[h].shape});
+    hf_of_tensor.push_back(static_cast<int>(h));
+  }
+  std::vector<std::string> names;
+  for (const auto& t : tensors) names.push_back(t.name);
+  const auto shards = Shard(tensors, ModelOrder(names),
+                            args.max_shard_size.value_or(kDefaultMaxShardSize));
+
+  nlohmann::json weight_map = nlohmann::json::object();
+  uint64_t total_size = 0;
+  for (size_t s = 0; s < shards.size(); ++s) {
+    OutputFilePlan file;
+    file.relative_path = shards.size() == 1 ? "model.safetensors" : ShardName(s, shards.size());
+    for (int index : shards[s]) file.tensors.push_back(tensors[index]);
+    file.layout = PlanSafetensors(file.tensors, {{"format", "pt"}});
+    for (size_t t = 0; t < file.tensors.size(); ++t) {
+      const OutputTensor& out = file.tensors[t];
+      weight_map[out.name] = file.relative_path;
+      total_size += out.nbytes();
+      for (int piece_index : primaries[hf_of_tensor[shards[s][t]]]) {
+        const Piece& piece = layout.pieces[piece_index];
+        const SourceTensor& source = *sources[piece.mca];
+        const ResolvedRegion src = ResolveBox(source.view, piece.mca_box, source.name);
+        CopyOp op;
+        op.src_file = source.file;
+        op.src_offset = src.offset;
+        op.src_strides = src.strides;
+        op.src_dtype = source.view.dtype;
+        op.dst_offset = file.layout.tensor_offsets[t] +
+                        static_cast<uint64_t>(piece.hf_box.offset) * ElementSize(out.dtype);
+        op.dst_strides = piece.hf_box.strides;
+        op.dst_dtype = out.dtype;
+        op.shape = piece.mca_box.shape;
+        if (op.src_dtype != op.dst_dtype)
+          ThrowInvalid(source.name + ": " + std::string(Name(op.src_dtype)) +
+                       " data does not match the other shards of " + out.name);
+        file.ops.push_back(std::move(op));
+      }
+    }
+    plan.files.push_back(std::move(file));
+  }
+
+  // Replicas must equal their primary, unless the user chose to trust rank 0.
+  if (args.replica_check != "rank0") {
+    for (const Piece& piece : layout.pieces) {
+      if (piece.primary) continue;
+      auto it = primary_of_box.find({piece.hf, piece.hf_box.offset, piece.hf_box.shape});
+      if (it == primary_of_box.end()) continue;
+      const Piece& primary = layout.pieces[it->second];
+      const SourceTensor& a = *sources[primary.mca];
+      const SourceTensor& b = *sources[piece.mca];
+      const McaTensor& ta = layout.mca[primary.mca];
+      const McaTensor& tb = layout.mca[piece.mca];
+      plan.checks.push_back(MakeCheck(
+          a, ResolveBox(a.view, primary.mca_box, a.name), b, ResolveBox(b.view, piece.mca_box, b.name),
+          piece.mca_box.shape,
+          layout.hf[piece.hf].name + ": " + McaTensorKey(tb, params) + " vs " + McaTensorKey(ta, params)));
+      plan.checks.back().tolerance = args.replica_check == "tolerance" ? args.replica_tolerance : 0;
+    }
+  }
+
+  if (shards.size() > 1) {
+    nlohmann::json index = {{"metadata", {{"total_size", total_size}}}, {"weight_map", weight_map}};
+    plan.text_files.push_back({"model.safetensors.index.json", DumpPythonJson(index) + "\n"});
+  }
+  std::optional<std::string> torch_dtype;
+  if (!tensors.empty()) torch_dtype = std::string(Name(tensors.front().dtype));
+  nlohmann::json hf_config = BuildHfConfig(mca_config, torch_dtype);
+  if (args.convert_model_max_length) ApplyModelMaxLength(hf_config, *args.convert_model_max_length);
+  plan.text_files.push_back({"config.json", DumpPythonJson(hf_config) + "\n"});
+  plan.copied_files = AuxiliaryFiles(dir, true);
+  return plan;
+}
+
+}  // namespace mcaconv
