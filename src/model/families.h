@@ -8,6 +8,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace mcaconv {
@@ -78,6 +79,10 @@ struct Family {
   std::string_view hf_expert_infix;   // ".mlp.experts." ("" for dense families)
   std::vector<std::string_view> hf_ignored_suffixes;  // e.g. ".self_attn.rotary_emb.inv_freq"
   std::vector<WeightRule> rules;
+  // Newer transformers keep routed experts fused per layer: "<layer>.mlp.experts.gate_up_proj"
+  // [E, 2*Fm, H] (gate rows, then up rows, per expert) and ".down_proj" [E, H, Fm]. Layer-scope
+  // HF names that change with that layout (Mixtral's router) are listed as (per-expert, fused).
+  std::vector<std::pair<std::string_view, std::string_view>> fused_layout_renames;
 };
 
 // The family registered for an HF model_type, or nullptr.

@@ -145,6 +145,9 @@ Plan PlanHfToMca(const ConvertArgs& args) {
   LayoutParams params =
       LayoutParamsFromMcaConfig(mca_config, args.checkpoint_path + "/config.json");
   params.expert_format = WrittenExpertFormat(mca_config, args);
+  for (const auto& [name, tensor] : hf.tensors)
+    if (name.size() > 25 && name.compare(name.size() - 25, 25, ".mlp.experts.gate_up_proj") == 0)
+      params.fused_hf_experts = true;
   const Layout layout = BuildLayout(params);
 
   Plan plan;

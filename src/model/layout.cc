@@ -155,6 +155,10 @@ class LayoutBuilder {
   RankShard Shard(const WeightRule& rule, const std::vector<Shape>& shapes, int rank,
                   const std::string& what) const;
   void AddRule(const WeightRule& rule, int layer, int expert);
+  std::pair<int, int64_t> ExpertInput(const WeightRule& rule, size_t input, int layer,
+                                      int expert, const Shape& per_expert);
+  std::pair<int, int64_t> AddFusedExpert(const WeightRule& rule, size_t input, int layer,
+                                         int expert, const Shape& per_expert);
   void AddTiedOutputLayer(const WeightRule& head_rule);
   void AddLegacyGroupedExperts(int layer);
 
@@ -270,11 +274,23 @@ void LayoutBuilder::AddRule(const WeightRule& rule, int layer, int expert) {
     hf_prefix = LayerName(p_, layer) + std::string(p_.family->hf_expert_infix) + Itos(expert);
   std::vector<int> hf_ids;
   std::vector<Shape> shapes;
-  for (const auto& input : rule.hf) {
+  std::vector<int64_t> hf_shift;  // element offset of this expert's slice in a fused tensor
+  for (size_t i = 0; i < rule.hf.size(); ++i) {
     Shape shape;
-    for (Dim dim : input.shape) shape.push_back(Resolve(dim));
+    for (Dim dim : rule.hf[i].shape) shape.push_back(Resolve(dim));
     shapes.push_back(shape);
-    hf_ids.push_back(AddHf(hf_prefix + std::string(input.name), shape));
+    if (rule.scope == Scope::kExpert && p_.fused_hf_experts) {
+      const auto [id, shift] = AddFusedExpert(rule, i, layer, expert, shape);
+      hf_ids.push_back(id);
+      hf_shift.push_back(shift);
+      continue;
+    }
+    std::string name = hf_prefix + std::string(rule.hf[i].name);
+    if (p_.fused_hf_experts)
+      for (const auto& [per_expert, fused] : p_.family->fused_layout_renames)
+        if (rule.hf[i].name == per_expert) name = hf_prefix + std::string(fused);
+    hf_ids.push_back(AddHf(name, shape));
+    hf_shift.push_back(0);
   }
 
   // MCA side: stage, expert-parallel ranks and local name.
@@ -300,10 +316,37 @@ void LayoutBuilder::AddRule(const WeightRule& rule, int layer, int expert) {
     for (int ep = ep_first; ep <= ep_last; ++ep) {
       const int mca = AddMca(tp, place.pp, ep, place.vp, mca_name, shard.shape);
       const bool primary = ep == ep_first && (rule.split != Split::kDuplicated || tp == 0);
-      for (const auto& part : shard.parts)
+      for (auto part : shard.parts) {
+        part.hf.offset += hf_shift[part.input];
         out_.pieces.push_back({hf_ids[part.input], part.hf, mca, part.mca, primary});
+      }
     }
   }
+}
+
+// The fused tensor holding input `input` of an expert rule, and where expert `expert`'s
+// per-expert tensor starts in it: gate_up_proj [E, 2*Fm, H] holds [gate_e; up_e] per expert,
+// down_proj [E, H, Fm] holds down_e.
+std::pair<int, int64_t> LayoutBuilder::AddFusedExpert(const WeightRule& rule, size_t input,
+                                                      int layer, int expert,
+                                                      const Shape& per_expert) {
+  const std::string prefix = LayerName(p_, layer) + ".mlp.experts.";
+  const int64_t size = NumElements(per_expert);
+  if (rule.join == Join::kStack) {
+    const Shape fused = {p_.experts, 2 * per_expert[0], per_expert[1]};
+    return {AddHf(prefix + "gate_up_proj", fused), (2 * expert + static_cast<int64_t>(input)) * size};
+  }
+  const Shape fused = {p_.experts, per_expert[0], per_expert[1]};
+  return {AddHf(prefix + "down_proj", fused), expert * size};
+}
+
+// HF tensor and element offset of input `input` of expert `expert`, per-expert or fused.
+std::pair<int, int64_t> LayoutBuilder::ExpertInput(const WeightRule& rule, size_t input,
+                                                   int layer, int expert, const Shape& per_expert) {
+  if (p_.fused_hf_experts) return AddFusedExpert(rule, input, layer, expert, per_expert);
+  const std::string name = LayerName(p_, layer) + std::string(p_.family->hf_expert_infix) +
+                           Itos(expert) + std::string(rule.hf[input].name);
+  return {AddHf(name, per_expert), 0};
 }
 
 // Tied embeddings with PP > 1: the last stage stores a copy of the embedding as output_layer
@@ -336,21 +379,20 @@ void LayoutBuilder::AddLegacyGroupedExperts(int layer) {
   const int64_t per_rank = p_.experts / p_.ep;
   const LayerPlace place = places_[layer];
   const std::string base = "decoder.layers." + Itos(place.local) + ".mlp.experts.";
-  const std::string prefix = LayerName(p_, layer) + std::string(p_.family->hf_expert_infix);
   for (int ep = 0; ep < p_.ep; ++ep) {
     for (int tp = 0; tp < p_.tp; ++tp) {
       const int w1 = AddMca(tp, place.pp, ep, place.vp, base + "weight1", {h, per_rank * 2 * f});
       const int w2 = AddMca(tp, place.pp, ep, place.vp, base + "weight2", {per_rank * f, h});
       for (int64_t i = 0; i < per_rank; ++i) {
-        const std::string expert = prefix + Itos(ep * per_rank + i);
+        const int e = static_cast<int>(ep * per_rank + i);
         for (int input = 0; input < 2; ++input) {
-          const int hf = AddHf(expert + std::string(fc1->hf[input].name), {fm, h});
+          const auto [hf, shift] = ExpertInput(*fc1, input, layer, e, {fm, h});
           // Element (a, b) of the box is W(e)[tp*f + b, a]: a transposed row block.
-          out_.pieces.push_back({hf, {tp * f * h, {h, f}, {1, h}}, w1,
+          out_.pieces.push_back({hf, {shift + tp * f * h, {h, f}, {1, h}}, w1,
                                  {i * h * 2 * f + input * f, {h, f}, {2 * f, 1}}, true});
         }
-        const int down = AddHf(expert + std::string(fc2->hf[0].name), {h, fm});
-        out_.pieces.push_back({down, {tp * f, {f, h}, {1, fm}}, w2,
+        const auto [down, shift] = ExpertInput(*fc2, 0, layer, e, {h, fm});
+        out_.pieces.push_back({down, {shift + tp * f, {f, h}, {1, fm}}, w2,
                                {i * f * h, {f, h}, {h, 1}}, true});
       }
     }

@@ -37,6 +37,7 @@ struct LayoutParams {
   bool account_for_embedding = false, account_for_loss = false;
   std::string pipeline_layout;  // Megatron layout string, or empty
   ExpertFormat expert_format = ExpertFormat::kSequential;
+  bool fused_hf_experts = false;  // HF side uses fused per-layer expert tensors (families.h)
 };
 
 struct HfTensor {
