@@ -126,10 +126,12 @@ McaCheckpoint OpenMcaCheckpoint(const std::string& dir, const LayoutParams& para
           if (slash == std::string::npos) continue;  // a top-level tensor (e.g. rng state)
           const std::string top = tensor.name.substr(0, slash);
           if (top.rfind("model", 0) != 0) continue;  // optimizer, rng_state, ...
-          const std::string name = tensor.name.substr(slash + 1);
+          std::string name = tensor.name.substr(slash + 1);
+          // Adapter files may keep PEFT's prefix on their keys (mca-format.md 8.2).
+          if (name.rfind("base_model.model.", 0) == 0) name = name.substr(17);
           if (name.size() >= 13 && name.substr(name.size() - 13) == "._extra_state") continue;
           tensor.file = index;
-          out.tensors.emplace(rank + "/" + tensor.name, tensor);
+          out.tensors.emplace(rank + "/" + top + "/" + name, tensor);
         }
       }
     }

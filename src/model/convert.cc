@@ -2,16 +2,17 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "core/error.h"
 #include "engine/executor.h"
+#include "model/lora.h"
 
 namespace mcaconv {
 namespace fs = std::filesystem;
@@ -38,12 +39,20 @@ std::string Bytes(uint64_t n) {
 // The executor's private memory: one work item buffer per thread plus the plan itself.
 constexpr uint64_t kWorkItemBytes = 16ull << 20;
 
+// The output folder as an absolute, normalized path: "out/", "./out" and "a/../out" all name the
+// same folder, and a trailing separator must not put the temporary folder inside the output.
+fs::path NormalizedPath(const std::string& path) {
+  fs::path out = fs::weakly_canonical(fs::absolute(path));
+  if (out.filename().empty() && out.has_parent_path()) out = out.parent_path();
+  return out;
+}
+
 // Paths must not nest: writing inside an input, or an input inside the output, is refused.
 void CheckOutputPath(const ConvertArgs& args) {
-  const fs::path output = fs::weakly_canonical(args.output_path);
+  const fs::path output = NormalizedPath(args.output_path);
   for (const auto& input : {std::optional<std::string>(args.checkpoint_path), args.adapter_path}) {
     if (!input) continue;
-    const fs::path in = fs::weakly_canonical(*input);
+    const fs::path in = NormalizedPath(*input);
     auto inside = [](const fs::path& child, const fs::path& parent) {
       auto c = child.begin(), p = parent.begin();
       for (; p != parent.end(); ++p, ++c)
@@ -63,35 +72,135 @@ void CheckOutputPath(const ConvertArgs& args) {
 std::atomic<bool> g_interrupted{false};
 extern "C" void OnSignal(int) { g_interrupted = true; }
 
-void WriteSmallFiles(const Plan& plan, const fs::path& dir) {
-  for (const auto& text : plan.text_files) {
-    const fs::path path = dir / text.relative_path;
-    fs::create_directories(path.parent_path());
-    std::ofstream out(path, std::ios::binary);
-    out << text.content;
-    if (!out.flush()) ThrowIo("cannot write " + path.string(), errno);
+// While alive, SIGINT, SIGTERM and SIGHUP only request a clean stop (the run removes its partial
+// output and fails). SA_RESETHAND: a second signal terminates at once, as the user asked.
+class InterruptGuard {
+ public:
+  InterruptGuard() {
+    g_interrupted = false;
+    struct sigaction action {};
+    action.sa_handler = OnSignal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESETHAND;
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &action, &previous_[i]);
   }
-  for (const auto& copy : plan.copied_files) {
-    const fs::path path = dir / copy.relative_path;
-    fs::create_directories(path.parent_path());
-    std::error_code error;
-    fs::copy_file(copy.source_path, path, fs::copy_options::overwrite_existing, error);
-    if (error) ThrowIo("cannot copy " + copy.source_path + " to " + path.string(), error.value());
+  ~InterruptGuard() {
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &previous_[i], nullptr);
   }
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+
+ private:
+  static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
+  std::array<struct sigaction, 3> previous_{};
+};
+
+// Where a run writes before its output is put in place. A new output is built in a hidden
+// sibling and renamed; an existing empty folder (a mount point, the working directory) is kept
+// and filled from a hidden folder inside it, since renaming it away may fail or confuse.
+struct Staging {
+  fs::path output;
+  fs::path temp;
+  fs::path created_root;  // outermost parent folder this run created, removed on failure
+  bool fill_existing = false;
+};
+
+Staging PrepareStaging(const fs::path& output) {
+  Staging staging;
+  staging.output = output;
+  const std::string tag = ".mcaconv-tmp-" + std::to_string(::getpid());
+  std::error_code error;
+  if (fs::is_directory(output) && fs::is_empty(output)) {
+    staging.fill_existing = true;
+    staging.temp = output / tag;
+  } else {
+    staging.temp = output.parent_path() / ("." + output.filename().string() + tag);
+    for (fs::path p = output.parent_path(); !p.empty() && !fs::exists(p); p = p.parent_path()) {
+      staging.created_root = p;
+      if (p == p.parent_path()) break;
+    }
+    fs::create_directories(output.parent_path(), error);
+    if (error) ThrowIo("cannot create the folder " + output.parent_path().string(), error.value());
+  }
+  fs::remove_all(staging.temp, error);
+  if (!fs::create_directory(staging.temp, error) || error)
+    ThrowIo("cannot create the temporary folder " + staging.temp.string(),
+            error ? error.value() : EEXIST);
+  return staging;
 }
 
-// Moves the finished temporary folder to the output path, replacing an old output only now.
-void Publish(const fs::path& temp, const fs::path& output) {
-  fs::path old;
-  if (fs::exists(output)) {
-    old = output.string() + ".mcaconv-old-" + std::to_string(::getpid());
-    fs::rename(output, old);
+// Removes everything the run created: the temporary folder, entries already moved into a kept
+// empty output folder, and parent folders it made.
+void Discard(const Staging& staging) {
+  std::error_code ignored;
+  fs::remove_all(staging.temp, ignored);
+  if (staging.fill_existing) {
+    for (const auto& entry : fs::directory_iterator(staging.output, ignored))
+      fs::remove_all(entry.path(), ignored);
   }
-  fs::rename(temp, output);
-  if (!old.empty()) fs::remove_all(old);
+  if (!staging.created_root.empty()) fs::remove_all(staging.created_root, ignored);
+}
+
+void Rename(const fs::path& from, const fs::path& to) {
+  std::error_code error;
+  fs::rename(from, to, error);
+  if (error) ThrowIo("cannot rename " + from.string() + " to " + to.string(), error.value());
+}
+
+// Puts the finished output in place, replacing an old output only now. If the new folder cannot
+// be moved in, the old one is put back.
+void Publish(const Staging& staging) {
+  if (staging.fill_existing) {
+    for (const auto& entry : fs::directory_iterator(staging.temp))
+      Rename(entry.path(), staging.output / entry.path().filename());
+    std::error_code error;
+    fs::remove(staging.temp, error);
+    if (error) ThrowIo("cannot remove " + staging.temp.string(), error.value());
+    return;
+  }
+  if (!fs::exists(staging.output)) {
+    Rename(staging.temp, staging.output);
+    return;
+  }
+  const fs::path old = staging.output.parent_path() /
+                       ("." + staging.output.filename().string() + ".mcaconv-old-" +
+                        std::to_string(::getpid()));
+  Rename(staging.output, old);
+  try {
+    Rename(staging.temp, staging.output);
+  } catch (const Error&) {
+    std::error_code ignored;
+    fs::rename(old, staging.output, ignored);
+    throw;
+  }
+  std::error_code ignored;
+  fs::remove_all(old, ignored);
+}
+
+// The message of an error raised while writing under the temporary folder, naming the final
+// path instead (the temporary folder is gone by the time the user reads it).
+std::string AtFinalPath(std::string message, const Staging& staging) {
+  const std::string temp = staging.temp.string();
+  const std::string final_path = staging.output.string();
+  for (size_t at = message.find(temp); at != std::string::npos; at = message.find(temp, at)) {
+    message.replace(at, temp.size(), final_path);
+    at += final_path.size();
+  }
+  return message;
 }
 
 }  // namespace
+
+Plan PlanConversion(const ConvertArgs& args, Direction direction) {
+  if (args.adapter_path) {
+    if (args.merge_lora)
+      ThrowUnsupported("--merge_lora is not implemented yet; convert the adapter to PEFT and "
+                       "merge it with peft's merge_and_unload()");
+    return direction == Direction::kMcaToHf ? PlanMcaAdapterToPeft(args)
+                                            : PlanPeftToMcaAdapter(args);
+  }
+  return direction == Direction::kHfToMca ? PlanHfToMca(args) : PlanMcaToHf(args);
+}
 
 std::string DescribePlan(const Plan& plan, Direction direction) {
   std::ostringstream out;
@@ -122,24 +231,16 @@ std::string DescribePlan(const Plan& plan, Direction direction) {
 int RunConvert(const ConvertArgs& args, std::ostream& log,
                const std::function<bool(uint64_t, uint64_t)>& progress) {
   const Direction direction = DetectDirection(args);
-  if (args.adapter_path)
-    ThrowUnsupported("LoRA adapter conversion (--adapter_path) is not implemented yet");
   CheckOutputPath(args);
 
   const auto started = std::chrono::steady_clock::now();
-  const Plan plan = direction == Direction::kHfToMca ? PlanHfToMca(args) : PlanMcaToHf(args);
+  const Plan plan = PlanConversion(args, direction);
   CheckCoverage(plan);
   if (args.verbosity >= 1 || args.dry_run) log << DescribePlan(plan, direction);
   if (args.dry_run) return 0;
 
-  const fs::path output = fs::absolute(args.output_path);
-  const fs::path temp = output.parent_path() /
-                        ("." + output.filename().string() + ".mcaconv-tmp-" + std::to_string(::getpid()));
-  fs::create_directories(output.parent_path());
-  fs::remove_all(temp);
-  fs::create_directories(temp);
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  InterruptGuard interrupt_guard;
+  const Staging staging = PrepareStaging(NormalizedPath(args.output_path));
   try {
     ExecuteOptions options;
     options.threads = args.threads;
@@ -147,17 +248,21 @@ int RunConvert(const ConvertArgs& args, std::ostream& log,
       if (g_interrupted) return false;
       return progress ? progress(done, total) : true;
     };
-    ExecutePlan(plan, temp.string(), options);
+    // ExecutePlan writes the text and copied files too.
+    ExecutePlan(plan, staging.temp.string(), options);
+    // Checked again here: a signal after the last progress report must still stop the run.
     if (g_interrupted) ThrowIo("interrupted", EINTR);
-    WriteSmallFiles(plan, temp);
-    Publish(temp, output);
+    Publish(staging);
+  } catch (const Error& e) {
+    Discard(staging);
+    if (g_interrupted)
+      throw Error(ErrorKind::kIo, "interrupted; removed the partial output, nothing was written "
+                                  "to " + args.output_path);
+    throw Error(e.kind(), AtFinalPath(e.what(), staging));
   } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(temp, ignored);
+    Discard(staging);
     throw;
   }
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
 
   if (args.verbosity >= 0) {
     const double seconds =

@@ -21,6 +21,10 @@ Direction DetectDirection(const ConvertArgs& args);
 Plan PlanHfToMca(const ConvertArgs& args);
 Plan PlanMcaToHf(const ConvertArgs& args);
 
+// The plan for any conversion the arguments describe: full models either way, or LoRA adapters
+// (MCA adapter folder -> PEFT, PEFT -> MCA adapter folder) when --adapter_path is given.
+Plan PlanConversion(const ConvertArgs& args, Direction direction);
+
 // A human summary of a plan: files, tensors, bytes, copy operations, replica checks, and the peak
 // private memory the executor needs.
 std::string DescribePlan(const Plan& plan, Direction direction);

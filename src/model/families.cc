@@ -1,6 +1,9 @@
 #include "model/families.h"
 
 #include <array>
+#include <deque>
+#include <mutex>
+#include <string>
 
 namespace mcaconv {
 namespace {
@@ -30,14 +33,16 @@ std::vector<WeightRule> AttentionRules() {
        {{".self_attn.q_proj.weight", {D::kQueryRows, D::kHidden}},
         {".self_attn.k_proj.weight", {D::kKvRows, D::kHidden}},
         {".self_attn.v_proj.weight", {D::kKvRows, D::kHidden}}},
-       ".self_attention.linear_qkv.weight", Join::kQkv, Split::kColumn},
+       ".self_attention.linear_qkv.weight", Join::kQkv, Split::kColumn, When::kAlways,
+       Stage::kLayerOwner, true},
       {Scope::kLayer,
        {{".self_attn.q_proj.bias", {D::kQueryRows}},
         {".self_attn.k_proj.bias", {D::kKvRows}},
         {".self_attn.v_proj.bias", {D::kKvRows}}},
        ".self_attention.linear_qkv.bias", Join::kQkv, Split::kColumn, When::kQkvBias},
       {Scope::kLayer, {{".self_attn.o_proj.weight", {D::kHidden, D::kQueryRows}}},
-       ".self_attention.linear_proj.weight", Join::kRename, Split::kRow},
+       ".self_attention.linear_proj.weight", Join::kRename, Split::kRow, When::kAlways,
+       Stage::kLayerOwner, true},
       {Scope::kLayer, {{".self_attn.q_norm.weight", {D::kHeadDim}}},
        ".self_attention.q_layernorm.weight", Join::kRename, Split::kDuplicated, When::kQkNorm},
       {Scope::kLayer, {{".self_attn.k_norm.weight", {D::kHeadDim}}},
@@ -53,9 +58,11 @@ std::vector<WeightRule> DenseMlpRules() {
       {Scope::kLayer,
        {{".mlp.gate_proj.weight", {D::kFfn, D::kHidden}},
         {".mlp.up_proj.weight", {D::kFfn, D::kHidden}}},
-       ".mlp.linear_fc1.weight", Join::kStack, Split::kColumn, When::kDenseMlp},
+       ".mlp.linear_fc1.weight", Join::kStack, Split::kColumn, When::kDenseMlp,
+       Stage::kLayerOwner, true},
       {Scope::kLayer, {{".mlp.down_proj.weight", {D::kHidden, D::kFfn}}},
-       ".mlp.linear_fc2.weight", Join::kRename, Split::kRow, When::kDenseMlp},
+       ".mlp.linear_fc2.weight", Join::kRename, Split::kRow, When::kDenseMlp,
+       Stage::kLayerOwner, true},
   };
 }
 
@@ -69,9 +76,11 @@ std::vector<WeightRule> QwenMoeRules() {
       {Scope::kExpert,
        {{".gate_proj.weight", {D::kExpertFfn, D::kHidden}},
         {".up_proj.weight", {D::kExpertFfn, D::kHidden}}},
-       ".linear_fc1.weight", Join::kStack, Split::kColumn, When::kMoeMlp},
+       ".linear_fc1.weight", Join::kStack, Split::kColumn, When::kMoeMlp,
+       Stage::kLayerOwner, true},
       {Scope::kExpert, {{".down_proj.weight", {D::kHidden, D::kExpertFfn}}}, ".linear_fc2.weight",
-       Join::kRename, Split::kRow, When::kMoeMlp},
+       Join::kRename, Split::kRow, When::kMoeMlp,
+       Stage::kLayerOwner, true},
   };
 }
 
@@ -81,9 +90,11 @@ std::vector<WeightRule> SharedExpertRules() {
       {Scope::kLayer,
        {{".mlp.shared_expert.gate_proj.weight", {D::kSharedFfn, D::kHidden}},
         {".mlp.shared_expert.up_proj.weight", {D::kSharedFfn, D::kHidden}}},
-       ".mlp.shared_experts.linear_fc1.weight", Join::kStack, Split::kColumn, When::kSharedExpert},
+       ".mlp.shared_experts.linear_fc1.weight", Join::kStack, Split::kColumn, When::kSharedExpert,
+       Stage::kLayerOwner, true},
       {Scope::kLayer, {{".mlp.shared_expert.down_proj.weight", {D::kHidden, D::kSharedFfn}}},
-       ".mlp.shared_experts.linear_fc2.weight", Join::kRename, Split::kRow, When::kSharedExpert},
+       ".mlp.shared_experts.linear_fc2.weight", Join::kRename, Split::kRow, When::kSharedExpert,
+       Stage::kLayerOwner, true},
       {Scope::kLayer, {{".mlp.shared_expert_gate.weight", {D::kOne, D::kHidden}}},
        ".mlp.shared_experts.gate_weight", Join::kRename, Split::kDuplicated, When::kSharedExpert},
   };
@@ -98,9 +109,11 @@ std::vector<WeightRule> MixtralMoeRules() {
        ".mlp.router.weight", Join::kRename, Split::kDuplicated, When::kMoeMlp},
       {Scope::kExpert,
        {{".w1.weight", {D::kExpertFfn, D::kHidden}}, {".w3.weight", {D::kExpertFfn, D::kHidden}}},
-       ".linear_fc1.weight", Join::kStack, Split::kColumn, When::kMoeMlp},
+       ".linear_fc1.weight", Join::kStack, Split::kColumn, When::kMoeMlp,
+       Stage::kLayerOwner, true},
       {Scope::kExpert, {{".w2.weight", {D::kHidden, D::kExpertFfn}}}, ".linear_fc2.weight",
-       Join::kRename, Split::kRow, When::kMoeMlp},
+       Join::kRename, Split::kRow, When::kMoeMlp,
+       Stage::kLayerOwner, true},
   };
 }
 
@@ -133,7 +146,36 @@ const std::vector<Family>& Registry() {
   return families;
 }
 
+std::string_view WithLoraSuffix(std::string_view name, char which) {
+  static std::deque<std::string> interned;  // rules hold string_views; deque keeps them valid
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> lock(mutex);
+  std::string text(name.substr(0, name.size() - 7));  // drop ".weight"
+  text += which == 'A' ? ".lora_A.weight" : ".lora_B.weight";
+  for (const auto& s : interned)
+    if (s == text) return s;
+  interned.push_back(text);
+  return interned.back();
+}
+
 }  // namespace
+
+std::vector<WeightRule> LoraRules(const WeightRule& base) {
+  const bool row = base.split == Split::kRow;
+  WeightRule a = base, b = base;
+  a.lora = b.lora = false;
+  a.mca = WithLoraSuffix(base.mca, 'A');
+  b.mca = WithLoraSuffix(base.mca, 'B');
+  for (size_t i = 0; i < base.hf.size(); ++i) {
+    const Dim rank = base.scope == Scope::kExpert ? Dim::kExpertLoraRank : Dim::kLoraRank;
+    a.hf[i] = {WithLoraSuffix(base.hf[i].name, 'A'), {rank, base.hf[i].shape[1]}};
+    b.hf[i] = {WithLoraSuffix(base.hf[i].name, 'B'), {base.hf[i].shape[0], rank}};
+  }
+  a.join = base.join == Join::kRename ? Join::kRename : Join::kCopy;
+  a.split = row ? Split::kRow : Split::kDuplicated;
+  b.split = row ? Split::kDuplicated : base.split;
+  return {a, b};
+}
 
 const Family* FindFamily(std::string_view model_type) {
   for (const auto& family : Registry())

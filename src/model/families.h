@@ -21,6 +21,7 @@ enum class Join {
   kRename,  // one HF tensor, same elements
   kQkv,     // q, k, v interleaved per query group (mca-format.md 4.2); weights and biases
   kStack,   // gate, up: per TP rank [gate chunk; up chunk] (4.4)
+  kCopy,    // every HF input is a copy of the one MCA tensor (LoRA A of fused modules, 8.4)
 };
 
 // How the full MCA tensor is laid out across tensor-parallel ranks (4.5).
@@ -42,6 +43,8 @@ enum class Dim {
   kSharedFfn,    // shared expert intermediate size
   kExperts,      // E
   kOne,          // 1
+  kLoraRank,     // r of LoRA adapters on dense modules
+  kExpertLoraRank,  // r of LoRA adapters on routed experts
 };
 
 // When a rule applies; evaluated per layer from the config.
@@ -71,6 +74,7 @@ struct WeightRule {
   Split split;
   When when = When::kAlways;
   Stage stage = Stage::kLayerOwner;
+  bool lora = false;  // a linear module LoRA adapters can target (mca-format.md 8.2)
 };
 
 struct Family {
@@ -84,6 +88,12 @@ struct Family {
   // HF names that change with that layout (Mixtral's router) are listed as (per-expert, fused).
   std::vector<std::pair<std::string_view, std::string_view>> fused_layout_renames;
 };
+
+// The LoRA A and B rules of a linear base rule (mca-format.md 8.3, 8.4): A [r, in] is row-split
+// where the base is row-parallel and duplicated otherwise, shared by the inputs of fused modules;
+// B [out, r] follows the base's join and column split, and is duplicated where the base is
+// row-parallel.
+std::vector<WeightRule> LoraRules(const WeightRule& base);
 
 // The family registered for an HF model_type, or nullptr.
 const Family* FindFamily(std::string_view model_type);

@@ -7,6 +7,7 @@
 #include "model/checkpoint_files.h"
 #include "model/convert.h"
 #include "model/hf_config.h"
+#include "model/hf_to_mca.h"
 #include "model/mca_config.h"
 #include "model/plan_common.h"
 #include "model/python_json.h"
@@ -111,6 +112,7 @@ OutputFilePlan PlanRankFile(const std::string& relative_path, const std::vector<
     for (int piece_index : pieces_of[tensor_of_member[t]]) {
       const Piece& piece = layout.pieces[piece_index];
       const SourceTensor& source = *sources[piece.hf];
+      if (!piece.fills_mca) continue;  // checked against the filling piece in AddCopyChecks
       const ResolvedRegion src = ResolveBox(source.view, piece.hf_box, source.name);
       CopyOp op;
       op.src_file = source.file;
@@ -131,6 +133,37 @@ OutputFilePlan PlanRankFile(const std::string& relative_path, const std::vector<
   return file;
 }
 
+// HF tensors that a shared MCA tensor stores once (the q/k/v or gate/up copies of a LoRA A)
+// must agree; checked once, on the first TP and EP rank.
+void AddCopyChecks(const Layout& layout, const std::vector<const SourceTensor*>& sources,
+                   Plan& plan) {
+  std::map<std::pair<int, int64_t>, int> filler;
+  for (size_t i = 0; i < layout.pieces.size(); ++i)
+    if (layout.pieces[i].fills_mca) filler[{layout.pieces[i].mca, layout.pieces[i].mca_box.offset}] = i;
+  for (const Piece& piece : layout.pieces) {
+    const McaTensor& tensor = layout.mca[piece.mca];
+    if (piece.fills_mca || tensor.tp != 0 || tensor.ep != 0) continue;
+    const Piece& first = layout.pieces[filler.at({piece.mca, piece.mca_box.offset})];
+    const SourceTensor& a = *sources[first.hf];
+    const SourceTensor& b = *sources[piece.hf];
+    CompareOp check;
+    const ResolvedRegion ra = ResolveBox(a.view, first.hf_box, a.name);
+    const ResolvedRegion rb = ResolveBox(b.view, piece.hf_box, b.name);
+    check.a_file = a.file;
+    check.a_offset = ra.offset;
+    check.a_strides = ra.strides;
+    check.b_file = b.file;
+    check.b_offset = rb.offset;
+    check.b_strides = rb.strides;
+    check.dtype = a.view.dtype;
+    check.shape = piece.hf_box.shape;
+    check.what = b.name + " vs " + a.name + " (MCA stores one " + tensor.name +
+                 " for both; adapters whose fused modules have different lora_A cannot be "
+                 "represented)";
+    plan.checks.push_back(std::move(check));
+  }
+}
+
 ExpertFormat WrittenExpertFormat(const nlohmann::json& mca, const ConvertArgs& args) {
   if (!mca.value("moe_grouped_gemm", false)) return ExpertFormat::kSequential;
   return args.parallel.moe_grouped_gemm_format == "legacy" ? ExpertFormat::kLegacyGrouped
@@ -138,6 +171,27 @@ ExpertFormat WrittenExpertFormat(const nlohmann::json& mca, const ConvertArgs& a
 }
 
 }  // namespace
+
+void PlanRankFilesFromHf(const Layout& layout, const LayoutParams& params,
+                         const std::vector<const SourceTensor*>& sources, const ConvertArgs& args,
+                         const std::string& dir_prefix, Plan& plan) {
+  std::vector<std::vector<int>> pieces_of(layout.mca.size());
+  for (size_t i = 0; i < layout.pieces.size(); ++i) pieces_of[layout.pieces[i].mca].push_back(i);
+  std::map<std::string, std::vector<int>> members_of_file;
+  for (size_t m = 0; m < layout.mca.size(); ++m) {
+    const McaTensor& t = layout.mca[m];
+    members_of_file[RankDirName(t.tp, t.pp, t.ep, params)].push_back(static_cast<int>(m));
+  }
+  for (int tp = 0; tp < params.tp; ++tp)
+    for (int pp = 0; pp < params.pp; ++pp)
+      for (int ep = 0; ep < params.ep; ++ep) {
+        const std::string rank = RankDirName(tp, pp, ep, params);
+        const std::string path = dir_prefix + "iter_0000001/" + rank + "/model_optim_rng.pt";
+        plan.files.push_back(PlanRankFile(path, members_of_file[rank], layout, params, sources,
+                                          pieces_of, args));
+      }
+  AddCopyChecks(layout, sources, plan);
+}
 
 Plan PlanHfToMca(const ConvertArgs& args) {
   const HfCheckpoint hf = OpenHfCheckpoint(args.checkpoint_path);
@@ -154,23 +208,7 @@ Plan PlanHfToMca(const ConvertArgs& args) {
   plan.inputs = hf.files.paths;
   const std::vector<const SourceTensor*> sources = MatchHfTensors(hf, layout, plan);
 
-  std::vector<std::vector<int>> pieces_of(layout.mca.size());
-  for (size_t i = 0; i < layout.pieces.size(); ++i) pieces_of[layout.pieces[i].mca].push_back(i);
-  std::map<std::string, std::vector<int>> members_of_file;
-  for (size_t m = 0; m < layout.mca.size(); ++m) {
-    const McaTensor& t = layout.mca[m];
-    members_of_file["iter_0000001/" + RankDirName(t.tp, t.pp, t.ep, params) +
-                    "/model_optim_rng.pt"]
-        .push_back(static_cast<int>(m));
-  }
-  for (int tp = 0; tp < params.tp; ++tp)
-    for (int pp = 0; pp < params.pp; ++pp)
-      for (int ep = 0; ep < params.ep; ++ep) {
-        const std::string path =
-            "iter_0000001/" + RankDirName(tp, pp, ep, params) + "/model_optim_rng.pt";
-        plan.files.push_back(PlanRankFile(path, members_of_file[path], layout, params, sources,
-                                          pieces_of, args));
-      }
+  PlanRankFilesFromHf(layout, params, sources, args, "", plan);
 
   plan.text_files.push_back({"mca_config.json", DumpPythonJson(mca_config) + "\n"});
   plan.text_files.push_back({"latest_checkpointed_iteration.txt", "1"});

@@ -115,6 +115,7 @@ struct RankShard {
   struct Part {
     int input = 0;  // index into the rule's HF tensors
     Box hf, mca;
+    bool fills_mca = true;
   };
   std::vector<Part> parts;
 };
@@ -161,6 +162,7 @@ class LayoutBuilder {
                                          int expert, const Shape& per_expert);
   void AddTiedOutputLayer(const WeightRule& head_rule);
   void AddLegacyGroupedExperts(int layer);
+  void BuildLora();
 
   const LayoutParams& p_;
   std::vector<LayerPlace> places_;
@@ -181,6 +183,8 @@ int64_t LayoutBuilder::Resolve(Dim dim) const {
     case Dim::kSharedFfn: return p_.shared_ffn;
     case Dim::kExperts: return p_.experts;
     case Dim::kOne: return 1;
+    case Dim::kLoraRank: return p_.lora_rank;
+    case Dim::kExpertLoraRank: return p_.lora_expert_rank > 0 ? p_.lora_expert_rank : p_.lora_rank;
   }
   return 0;
 }
@@ -219,7 +223,12 @@ RankShard LayoutBuilder::Shard(const WeightRule& rule, const std::vector<Shape>&
   const int tp = p_.tp;
   RankShard shard;
   const Shape& first = shapes[0];
-  if (rule.split == Split::kDuplicated) {
+  if (rule.join == Join::kCopy) {
+    if (rule.split != Split::kDuplicated) ThrowUnsupported(what + ": copies must be duplicated");
+    shard.shape = first;
+    for (size_t input = 0; input < shapes.size(); ++input)
+      shard.parts.push_back({static_cast<int>(input), WholeBox(first), WholeBox(first), input == 0});
+  } else if (rule.split == Split::kDuplicated) {
     shard.shape = first;
     shard.parts.push_back({0, WholeBox(first), WholeBox(first)});
   } else if (rule.join == Join::kRename && rule.split == Split::kColumn) {
@@ -318,7 +327,7 @@ void LayoutBuilder::AddRule(const WeightRule& rule, int layer, int expert) {
       const bool primary = ep == ep_first && (rule.split != Split::kDuplicated || tp == 0);
       for (auto part : shard.parts) {
         part.hf.offset += hf_shift[part.input];
-        out_.pieces.push_back({hf_ids[part.input], part.hf, mca, part.mca, primary});
+        out_.pieces.push_back({hf_ids[part.input], part.hf, mca, part.mca, primary, part.fills_mca});
       }
     }
   }
@@ -399,6 +408,24 @@ void LayoutBuilder::AddLegacyGroupedExperts(int layer) {
   }
 }
 
+// LoRA adapters: the A and B tensors of every linear module of every layer and expert.
+void LayoutBuilder::BuildLora() {
+  if (p_.expert_format == ExpertFormat::kLegacyGrouped)
+    ThrowUnsupported("LoRA adapters on legacy grouped-GEMM experts are not supported");
+  for (int layer = 0; layer < p_.num_layers; ++layer) {
+    for (const auto& rule : p_.family->rules) {
+      if (!rule.lora || !Applies(rule.when, layer)) continue;
+      const std::vector<WeightRule> adapters = LoraRules(rule);
+      if (rule.scope == Scope::kLayer) {
+        for (const auto& adapter : adapters) AddRule(adapter, layer, -1);
+        continue;
+      }
+      for (int64_t e = 0; e < p_.experts; ++e)
+        for (const auto& adapter : adapters) AddRule(adapter, layer, static_cast<int>(e));
+    }
+  }
+}
+
 Layout LayoutBuilder::Build() {
   if (p_.experts > 0 && p_.experts % p_.ep != 0)
     ThrowUsage(Itos(p_.experts) + " experts cannot be divided across expert parallel size " +
@@ -409,6 +436,10 @@ Layout LayoutBuilder::Build() {
   for (const auto& suffix : p_.family->hf_ignored_suffixes)
     out_.ignored_hf_suffixes.emplace_back(suffix);
 
+  if (p_.lora_rank > 0) {
+    BuildLora();
+    return std::move(out_);
+  }
   const WeightRule* head_rule = nullptr;
   for (const auto& rule : p_.family->rules) {
     if (rule.scope != Scope::kGlobal) continue;

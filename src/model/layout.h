@@ -38,6 +38,10 @@ struct LayoutParams {
   std::string pipeline_layout;  // Megatron layout string, or empty
   ExpertFormat expert_format = ExpertFormat::kSequential;
   bool fused_hf_experts = false;  // HF side uses fused per-layer expert tensors (families.h)
+  // LoRA adapter layouts: when lora_rank > 0 the layout holds only the LoRA A/B tensors of every
+  // linear module (families.h LoraRules), with these ranks.
+  int64_t lora_rank = 0;
+  int64_t lora_expert_rank = 0;
 };
 
 struct HfTensor {
@@ -65,6 +69,9 @@ struct Piece {
   int mca = 0;
   Box mca_box;
   bool primary = true;  // false: a replica of another piece's HF elements (duplicated tensors)
+  // false: another piece fills this MCA box; this HF box must hold the same elements (the HF
+  // copies of a shared LoRA A).
+  bool fills_mca = true;
 };
 
 struct Layout {
