@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "engine/executor.h"
 #include "model/lora.h"
+#include "model/merge.h"
 
 namespace mcaconv {
 namespace fs = std::filesystem;
@@ -193,9 +194,7 @@ std::string AtFinalPath(std::string message, const Staging& staging) {
 
 Plan PlanConversion(const ConvertArgs& args, Direction direction) {
   if (args.adapter_path) {
-    if (args.merge_lora)
-      ThrowUnsupported("--merge_lora is not implemented yet; convert the adapter to PEFT and "
-                       "merge it with peft's merge_and_unload()");
+    if (args.merge_lora) return PlanMergedBase(args);
     return direction == Direction::kMcaToHf ? PlanMcaAdapterToPeft(args)
                                             : PlanPeftToMcaAdapter(args);
   }
@@ -250,6 +249,7 @@ int RunConvert(const ConvertArgs& args, std::ostream& log,
     };
     // ExecutePlan writes the text and copied files too.
     ExecutePlan(plan, staging.temp.string(), options);
+    if (args.merge_lora) MergeLora(plan, args, staging.temp.string());
     // Checked again here: a signal after the last progress report must still stop the run.
     if (g_interrupted) ThrowIo("interrupted", EINTR);
     Publish(staging);

@@ -17,7 +17,6 @@
 namespace mcaconv {
 namespace {
 
-constexpr uint64_t kDefaultMaxShardSize = 5'000'000'000;  // transformers' "5GB"
 
 }  // namespace
 
@@ -92,8 +91,10 @@ std::vector<const SourceTensor*> MatchMcaTensors(const McaCheckpoint& mca, const
   return sources;
 }
 
+}  // namespace
+
 // Splits tensors into safetensors shards greedily, as huggingface_hub does.
-std::vector<std::vector<int>> Shard(const std::vector<OutputTensor>& tensors,
+std::vector<std::vector<int>> ShardTensors(const std::vector<OutputTensor>& tensors,
                                     const std::vector<size_t>& order, uint64_t max_size) {
   std::vector<std::vector<int>> shards(1);
   uint64_t size = 0;
@@ -109,13 +110,11 @@ std::vector<std::vector<int>> Shard(const std::vector<OutputTensor>& tensors,
   return shards;
 }
 
-std::string ShardName(size_t index, size_t count) {
+std::string HfShardName(size_t index, size_t count) {
   char name[64];
   std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", index + 1, count);
   return name;
 }
-
-}  // namespace
 
 HfFilesResult PlanHfFilesFromMca(const Layout& layout, const LayoutParams& params,
                                  const McaCheckpoint& mca, const ConvertArgs& args,
@@ -162,7 +161,7 @@ HfFilesResult PlanHfFilesFromMca(const Layout& layout, const LayoutParams& param
   }
   std::vector<std::string> names;
   for (const auto& t : tensors) names.push_back(t.name);
-  const auto shards = Shard(tensors, ModelOrder(names),
+  const auto shards = ShardTensors(tensors, ModelOrder(names),
                             spec.single_file.empty()
                                 ? args.max_shard_size.value_or(kDefaultMaxShardSize)
                                 : UINT64_MAX);
@@ -173,7 +172,7 @@ HfFilesResult PlanHfFilesFromMca(const Layout& layout, const LayoutParams& param
     OutputFilePlan file;
     const std::string name = !spec.single_file.empty() ? spec.single_file
                              : shards.size() == 1     ? "model.safetensors"
-                                                      : ShardName(s, shards.size());
+                                                      : HfShardName(s, shards.size());
     file.relative_path = spec.dir_prefix + name;
     for (int index : shards[s]) file.tensors.push_back(tensors[index]);
     file.layout = PlanSafetensors(file.tensors, {{"format", "pt"}});

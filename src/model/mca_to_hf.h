@@ -33,6 +33,16 @@ HfFilesResult PlanHfFilesFromMca(const Layout& layout, const LayoutParams& param
                                  const McaCheckpoint& mca, const ConvertArgs& args,
                                  const HfFilesSpec& spec, Plan& plan);
 
+// transformers' default maximum shard size, "5GB".
+inline constexpr uint64_t kDefaultMaxShardSize = 5'000'000'000;
+
+// Groups tensors (visited in `order`) into shards of at most `max_size` bytes, greedily as
+// huggingface_hub does; a tensor larger than the limit gets a shard of its own.
+std::vector<std::vector<int>> ShardTensors(const std::vector<OutputTensor>& tensors,
+                                           const std::vector<size_t>& order, uint64_t max_size);
+// "model-00001-of-00004.safetensors" for shard `index` (0-based) of `count`.
+std::string HfShardName(size_t index, size_t count);
+
 // The expert layout of a rank-file set, from its tensor names.
 ExpertFormat DetectExpertFormat(const McaCheckpoint& mca);
 
