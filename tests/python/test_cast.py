@@ -23,7 +23,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 BITS = {"float32": torch.int32, "bfloat16": torch.int16, "float16": torch.int16}
 KERNELS = ["default", "portable"]
 
-pytestmark = pytest.mark.skipif(not CAST_CHECK.exists(), reason=f"{CAST_CHECK} not built")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cast_check_built():
+    assert CAST_CHECK.exists(), f"{CAST_CHECK} not built (build the mcaconv-cast-check target)"
 
 
 def _require_vector_torch():
