@@ -56,16 +56,21 @@ void AddIndexedWeights(const std::string& index_path, HfCheckpoint& out) {
   if (!index.contains("weight_map") || !index["weight_map"].is_object())
     ThrowInvalid(index_path + ": no weight_map object");
   std::vector<std::string> shards;
+  std::vector<std::string> first_tensor;  // of each shard, to name in errors
   for (const auto& [name, shard] : index["weight_map"].items()) {
-    if (!shard.is_string()) ThrowInvalid(index_path + ": weight_map entry " + name + " is not a file name");
-    if (std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end())
+    if (!shard.is_string())
+      ThrowInvalid(index_path + ": weight_map entry " + name + " is not a file name");
+    if (std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end()) {
       shards.push_back(shard.get<std::string>());
+      first_tensor.push_back(name);
+    }
   }
   const fs::path dir = fs::path(index_path).parent_path();
-  for (const auto& shard : shards) {
-    const fs::path path = dir / shard;
-    if (!fs::exists(path))
-      ThrowInvalid(index_path + ": shard " + shard + " is missing");
+  for (size_t s = 0; s < shards.size(); ++s) {
+    const fs::path path = dir / shards[s];
+    if (!fs::is_regular_file(path))
+      ThrowInvalid(path.string() + ": missing shard (" + index_path + " lists tensor " +
+                   first_tensor[s] + " in it)");
     AddWeightFile(path.string(), out);
   }
   for (const auto& [name, shard] : index["weight_map"].items()) {
@@ -113,10 +118,10 @@ McaCheckpoint OpenMcaCheckpoint(const std::string& dir, const LayoutParams& para
       for (int ep = 0; ep < params.ep; ++ep) {
         const std::string rank = RankDirName(tp, pp, ep, params);
         const fs::path path = iter / rank / "model_optim_rng.pt";
-        if (!fs::exists(path))
-          ThrowInvalid(dir + ": rank file " + rank + "/model_optim_rng.pt is missing (mca_config.json "
-                       "declares TP " + std::to_string(params.tp) + ", PP " +
-                       std::to_string(params.pp) + ", EP " + std::to_string(params.ep) + ")");
+        if (!fs::is_regular_file(path))
+          ThrowInvalid(path.string() + ": missing rank file (mca_config.json declares TP " +
+                       std::to_string(params.tp) + ", PP " + std::to_string(params.pp) + ", EP " +
+                       std::to_string(params.ep) + ")");
         const int index = static_cast<int>(out.files.paths.size());
         out.files.paths.push_back(path.string());
         auto file = std::make_shared<TorchFile>(OpenTorchFile(path.string()));

@@ -67,7 +67,8 @@ void CheckOutputPath(const ConvertArgs& args) {
   if (fs::exists(output) && !fs::is_directory(output))
     ThrowUsage("output path " + args.output_path + " exists and is not a folder");
   if (fs::is_directory(output) && !fs::is_empty(output) && !args.overwrite)
-    ThrowUsage("output folder " + args.output_path + " is not empty; pass --overwrite to replace it");
+    ThrowUsage("output folder " + args.output_path +
+               " is not empty; pass --overwrite to replace it");
 }
 
 std::atomic<bool> g_interrupted{false};
@@ -124,9 +125,11 @@ Staging PrepareStaging(const fs::path& output) {
     if (error) ThrowIo("cannot create the folder " + output.parent_path().string(), error.value());
   }
   fs::remove_all(staging.temp, error);
-  if (!fs::create_directory(staging.temp, error) || error)
-    ThrowIo("cannot create the temporary folder " + staging.temp.string(),
-            error ? error.value() : EEXIST);
+  if (!fs::create_directory(staging.temp, error) || error) {
+    const int code = error ? error.value() : EEXIST;
+    if (!staging.created_root.empty()) fs::remove_all(staging.created_root, error);
+    ThrowIo("cannot create the temporary folder " + staging.temp.string(), code);
+  }
   return staging;
 }
 
