@@ -65,6 +65,10 @@ void AddIndexedWeights(const std::string& index_path, HfCheckpoint& out) {
       first_tensor.push_back(name);
     }
   }
+  for (const auto& shard : shards)
+    if (shard.empty() || shard.find('/') != std::string::npos || shard.find('\\') != std::string::npos ||
+        shard == "." || shard == "..")
+      ThrowInvalid(index_path + ": shard name \"" + shard + "\" must be a file name in the same folder");
   const fs::path dir = fs::path(index_path).parent_path();
   for (size_t s = 0; s < shards.size(); ++s) {
     const fs::path path = dir / shards[s];

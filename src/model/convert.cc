@@ -37,8 +37,10 @@ std::string Bytes(uint64_t n) {
   return text;
 }
 
-// The executor's private memory: one work item buffer per thread plus the plan itself.
-constexpr uint64_t kWorkItemBytes = 16ull << 20;
+// The executor's private memory per thread: a staging row for strided copies and casts
+// (8192 elements of at most 8 bytes) plus CRC and bookkeeping; tensor data itself stays in
+// mapped files.
+constexpr uint64_t kWorkBufferBytes = 1ull << 20;
 
 // The output folder as an absolute, normalized path: "out/", "./out" and "a/../out" all name the
 // same folder, and a trailing separator must not put the temporary folder inside the output.
@@ -225,8 +227,9 @@ std::string DescribePlan(const Plan& plan, Direction direction) {
   out << "  total: " << plan.files.size() << " weight files, " << tensors << " tensors, "
       << Bytes(tensor_bytes) << " of tensor data, " << ops << " copy operations, "
       << plan.checks.size() << " replica checks\n";
-  out << "  peak private memory: about " << Bytes(threads * kWorkItemBytes)
-      << " of work buffers plus the plan (independent of model size)\n";
+  out << "  peak private memory: the plan above plus under " << Bytes(threads * kWorkBufferBytes)
+      << " of per-thread buffers (" << threads
+      << " threads); independent of model size: tensor data is mapped, never buffered whole\n";
   return out.str();
 }
 

@@ -215,8 +215,8 @@ HfFilesResult PlanHfFilesFromMca(const Layout& layout, const LayoutParams& param
       plan.checks.push_back(MakeCheck(
           a, ResolveBox(a.view, primary.mca_box, a.name), b,
           ResolveBox(b.view, piece.mca_box, b.name), piece.mca_box.shape,
-          layout.hf[piece.hf].name + ": " + McaTensorKey(layout.mca[piece.mca], params) + " vs " +
-              McaTensorKey(layout.mca[primary.mca], params)));
+          layout.hf[piece.hf].name + ": " + McaTensorKey(layout.mca[primary.mca], params) + " vs " +
+              McaTensorKey(layout.mca[piece.mca], params)));
       plan.checks.back().tolerance =
           args.replica_check == "tolerance" ? args.replica_tolerance : 0;
     }
