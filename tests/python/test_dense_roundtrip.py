@@ -187,3 +187,40 @@ def test_bf16_cast_matches_torch(tmp_path, run_convert):
         assert torch.equal(back[name].view(torch.int16), want.view(torch.int16)), name
     config = json.loads((back_dir / "config.json").read_text())
     assert config.get("torch_dtype", config.get("dtype")) == "bfloat16"
+
+
+def tree_bytes(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_output_is_deterministic(tmp_path, run_convert):
+    """The same input converted twice gives identical bytes, in both directions."""
+    hf = tmp_path / "hf"
+    make_hf_model("qwen2", hf, 4, False)
+    flags = ["--tensor_model_parallel_size", "2", "--pipeline_model_parallel_size", "2"]
+    run_convert("--checkpoint_path", hf, "--output_path", tmp_path / "a", *flags)
+    run_convert("--checkpoint_path", hf, "--output_path", tmp_path / "b", "--threads", "1", *flags)
+    assert tree_bytes(tmp_path / "a") == tree_bytes(tmp_path / "b")
+    run_convert("--checkpoint_path", tmp_path / "a", "--output_path", tmp_path / "a_hf")
+    run_convert("--checkpoint_path", tmp_path / "b", "--output_path", tmp_path / "b_hf", "--threads", "1")
+    assert tree_bytes(tmp_path / "a_hf") == tree_bytes(tmp_path / "b_hf")
+
+
+def test_sharded_output_and_model_max_length(tmp_path, run_convert):
+    """--max_shard_size splits HF output the transformers way; --convert_model_max_length sets
+    max_position_embeddings and model_max_length in config.json (tokenizer_config.json is left
+    as it was, like the reference)."""
+    import transformers
+
+    hf, mca, back = tmp_path / "hf", tmp_path / "mca", tmp_path / "back"
+    model = make_hf_model("llama", hf, 4, False)
+    run_convert("--checkpoint_path", hf, "--output_path", mca)
+    run_convert("--checkpoint_path", mca, "--output_path", back, "--max_shard_size", "200KB",
+                "--convert_model_max_length", "4096")
+    index = json.loads((back / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 1 and shards[0] == f"model-00001-of-{len(shards):05d}.safetensors"
+    config = json.loads((back / "config.json").read_text())
+    assert config["max_position_embeddings"] == 4096 and config["model_max_length"] == 4096
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(back).eval()
+    assert torch.equal(logits(reloaded), logits(model))

@@ -163,3 +163,18 @@ def test_mca_to_mca_between_expert_layouts(tmp_path, run_convert):
         for name, tensor in original.items():
             assert torch.equal(state[name], tensor), (i, name)
         current = back
+
+
+def test_missing_expert_is_named(tmp_path, run_convert):
+    """Coverage: an HF checkpoint that lacks one expert's tensor fails, naming that tensor."""
+    from safetensors.torch import load_file, save_file
+
+    hf = tmp_path / "hf"
+    make_moe_model("qwen3_moe", hf, 2)
+    state = load_file(hf / "model.safetensors")
+    del state["model.layers.1.mlp.experts.5.up_proj.weight"]
+    save_file(state, hf / "model.safetensors", metadata={"format": "pt"})
+    result = run_convert("--checkpoint_path", hf, "--output_path", tmp_path / "mca",
+                         "--expert_model_parallel_size", "2", expect_rc=1)
+    assert "model.layers.1.mlp.experts.5.up_proj.weight" in result.stderr
+    assert not (tmp_path / "mca").exists()
