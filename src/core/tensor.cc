@@ -8,7 +8,8 @@ int64_t NumElements(const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
     if (d < 0) ThrowInvalid("negative dimension in shape " + ShapeToString(shape));
-    if (d != 0 && n > INT64_MAX / d) ThrowInvalid("element count overflows in shape " + ShapeToString(shape));
+    if (d != 0 && n > INT64_MAX / d)
+      ThrowInvalid("element count overflows in shape " + ShapeToString(shape));
     n *= d;
   }
   return n;

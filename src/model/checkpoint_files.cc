@@ -66,9 +66,10 @@ void AddIndexedWeights(const std::string& index_path, HfCheckpoint& out) {
     }
   }
   for (const auto& shard : shards)
-    if (shard.empty() || shard.find('/') != std::string::npos || shard.find('\\') != std::string::npos ||
-        shard == "." || shard == "..")
-      ThrowInvalid(index_path + ": shard name \"" + shard + "\" must be a file name in the same folder");
+    if (shard.empty() || shard.find('/') != std::string::npos ||
+        shard.find('\\') != std::string::npos || shard == "." || shard == "..")
+      ThrowInvalid(index_path + ": shard name \"" + shard +
+                   "\" must be a file name in the same folder");
   const fs::path dir = fs::path(index_path).parent_path();
   for (size_t s = 0; s < shards.size(); ++s) {
     const fs::path path = dir / shards[s];
@@ -79,7 +80,8 @@ void AddIndexedWeights(const std::string& index_path, HfCheckpoint& out) {
   }
   for (const auto& [name, shard] : index["weight_map"].items()) {
     auto it = out.tensors.find(name);
-    if (it == out.tensors.end() || fs::path(out.files.paths[it->second.file]).filename() != shard.get<std::string>())
+    if (it == out.tensors.end() ||
+        fs::path(out.files.paths[it->second.file]).filename() != shard.get<std::string>())
       ThrowInvalid(index_path + ": tensor " + name + " is listed in " + shard.get<std::string>() +
                    " but that shard does not hold it");
   }
@@ -92,7 +94,8 @@ HfCheckpoint OpenHfCheckpoint(const std::string& dir) {
   out.dir = dir;
   const fs::path root(dir);
   if (!fs::is_directory(root)) ThrowUsage(dir + " is not a directory");
-  if (!fs::exists(root / "config.json")) ThrowInvalid(dir + ": no config.json (not an HF model folder)");
+  if (!fs::exists(root / "config.json"))
+    ThrowInvalid(dir + ": no config.json (not an HF model folder)");
   out.config = ReadJsonFile((root / "config.json").string());
   for (const char* candidate : {"model.safetensors.index.json", "pytorch_model.bin.index.json",
                                 "model.safetensors", "pytorch_model.bin"}) {
@@ -105,12 +108,13 @@ HfCheckpoint OpenHfCheckpoint(const std::string& dir) {
       AddWeightFile(path.string(), out);
     return out;
   }
-  ThrowInvalid(dir + ": no weights (model.safetensors[.index.json] or pytorch_model.bin[.index.json])");
+  ThrowInvalid(dir +
+               ": no weights (model.safetensors[.index.json] or pytorch_model.bin[.index.json])");
 }
 
 std::string McaTensorKey(const McaTensor& tensor, const LayoutParams& params) {
-  return RankDirName(tensor.tp, tensor.pp, tensor.ep, params) + "/" +
-         StageKey(tensor.vp, params) + "/" + tensor.name;
+  return RankDirName(tensor.tp, tensor.pp, tensor.ep, params) + "/" + StageKey(tensor.vp, params) +
+         "/" + tensor.name;
 }
 
 McaCheckpoint OpenMcaCheckpoint(const std::string& dir, const LayoutParams& params) {

@@ -15,7 +15,7 @@ namespace {
 constexpr size_t kHelpWidth = 100;
 constexpr size_t kHelpColumn = 40;
 
-const std::vector<std::string> kCommands = {"convert", "inspect", "help"};
+const std::vector<std::string> kCommands = {"convert", "inspect", "rewrite", "help"};
 
 // argparse's notion of a negative number ('^-\d+$|^-\d*\.\d+$'), which it lets through as a value.
 bool IsNegativeNumber(std::string_view token) {
@@ -161,8 +161,8 @@ ParsedCommand ParseConvert(const std::vector<std::string>& tokens) {
   for (const std::string& token : tokens) {
     if (token == "--") break;
     const Option* option = FindOption(token);
-    if (option != nullptr && option->name == "help") return {Command::kHelp, {}, {}};
-    if (option != nullptr && option->name == "version") return {Command::kVersion, {}, {}};
+    if (option != nullptr && option->name == "help") return {Command::kHelp, {}, {}, {}};
+    if (option != nullptr && option->name == "version") return {Command::kVersion, {}, {}, {}};
   }
   ParseState state;
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -192,7 +192,7 @@ ParsedCommand ParseInspect(const std::vector<std::string>& tokens) {
         result.inspect.json = true;
         continue;
       }
-      if (token == "-h" || token == "--help") return {Command::kHelp, {}, {}};
+      if (token == "-h" || token == "--help") return {Command::kHelp, {}, {}, {}};
       bool close = EditDistance(Normalize(token), "json") <= 2;
       ThrowUsage("unknown flag " + token + " for inspect" +
                  (close ? "; did you mean --json?" : " (inspect takes PATH [--json])"));
@@ -205,6 +205,72 @@ ParsedCommand ParseInspect(const std::vector<std::string>& tokens) {
     have_path = true;
   }
   if (!have_path) ThrowUsage("inspect needs a PATH (usage: mca-convert inspect PATH [--json])");
+  return result;
+}
+
+// Sets the cast target of `rewrite` once; a second, different target is a usage error.
+void SetRewriteCast(RewriteArgs& args, DType dtype, const std::string& flag) {
+  if (args.cast && *args.cast != dtype) {
+    ThrowUsage("rewrite: " + flag + " conflicts with an earlier cast flag (give one of --bf16, "
+               "--fp16, --fp32)");
+  }
+  args.cast = dtype;
+}
+
+int ParseRewriteThreads(const std::string& text) {
+  constexpr int kMaxRewriteThreads = 4096;
+  const bool digits = !text.empty() && text.size() <= 4 &&
+                      std::all_of(text.begin(), text.end(), [](char c) {
+                        return c >= '0' && c <= '9';
+                      });
+  const int value = digits ? std::stoi(text) : -1;
+  if (value < 0 || value > kMaxRewriteThreads) {
+    ThrowUsage("rewrite: --threads expects an integer from 0 to 4096, got " + Quoted(text));
+  }
+  return value;
+}
+
+ParsedCommand ParseRewrite(const std::vector<std::string>& tokens) {
+  constexpr std::string_view kUsage =
+      " (usage: mca-convert rewrite IN OUT [--bf16|--fp16|--fp32] [--threads N])";
+  ParsedCommand result;
+  result.command = Command::kRewrite;
+  RewriteArgs& args = result.rewrite;
+  std::vector<std::string> paths;
+  bool flags_done = false;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::string& token = tokens[i];
+    if (!flags_done && token == "--") {
+      flags_done = true;
+      continue;
+    }
+    if (flags_done || token.size() < 2 || token[0] != '-') {
+      paths.push_back(token);
+      continue;
+    }
+    if (token == "-h" || token == "--help") return {Command::kHelp, {}, {}, {}};
+    if (token == "--bf16") {
+      SetRewriteCast(args, DType::BF16, token);
+    } else if (token == "--fp16") {
+      SetRewriteCast(args, DType::F16, token);
+    } else if (token == "--fp32") {
+      SetRewriteCast(args, DType::F32, token);
+    } else if (token == "--threads" && i + 1 < tokens.size()) {
+      args.threads = ParseRewriteThreads(tokens[++i]);
+    } else if (token.starts_with("--threads=")) {
+      args.threads = ParseRewriteThreads(token.substr(10));
+    } else if (token == "--threads") {
+      ThrowUsage("rewrite: --threads expects one argument");
+    } else {
+      ThrowUsage("unknown flag " + token + " for rewrite" + std::string(kUsage));
+    }
+  }
+  if (paths.size() != 2) {
+    ThrowUsage("rewrite takes IN and OUT; got " + std::to_string(paths.size()) + " path(s)" +
+               std::string(kUsage));
+  }
+  args.input = paths[0];
+  args.output = paths[1];
   return result;
 }
 
@@ -271,7 +337,8 @@ ParsedCommand ParseCommandLine(int argc, const char* const* argv) {
   tokens.erase(tokens.begin());
   if (first == "convert") return ParseConvert(tokens);
   if (first == "inspect") return ParseInspect(tokens);
-  if (first == "help") return {Command::kHelp, {}, {}};
+  if (first == "rewrite") return ParseRewrite(tokens);
+  if (first == "help") return {Command::kHelp, {}, {}, {}};
 
   std::string message = "unknown command " + Quoted(first);
   for (const std::string& command : kCommands) {
@@ -279,13 +346,14 @@ ParsedCommand ParseCommandLine(int argc, const char* const* argv) {
       ThrowUsage(message + "; did you mean '" + command + "'?");
     }
   }
-  ThrowUsage(message + " (commands: convert, inspect, help)");
+  ThrowUsage(message + " (commands: convert, inspect, rewrite, help)");
 }
 
 std::string HelpText() {
   std::string out =
       "usage: mca-convert [convert] --checkpoint_path DIR [options]\n"
       "       mca-convert inspect PATH [--json]\n"
+      "       mca-convert rewrite IN OUT [--bf16|--fp16|--fp32] [--threads N]\n"
       "       mca-convert help | --help | --version\n\n";
   AppendWrapped(out,
                 "Converts checkpoints between HuggingFace and Megatron-Core/ROLL (MCA) format. "
@@ -312,6 +380,14 @@ std::string HelpText() {
   json.arity = Arity::kNone;
   json.help = "Print one JSON document instead of a table.";
   AppendOption(out, json, ConvertArgs());
+  out += "\n";
+  AppendWrapped(out,
+                "rewrite IN OUT: copy every tensor of one .safetensors or torch .pt/.bin file "
+                "into OUT, stored contiguously; OUT is safetensors if its name ends in "
+                ".safetensors, else a torch.save file holding a flat dict (nested torch keys are "
+                "joined with '/', non-tensor values dropped). --bf16, --fp16 or --fp32 casts "
+                "float32/bfloat16/float16 tensors; --threads N (0: one per CPU).",
+                0);
   return out;
 }
 

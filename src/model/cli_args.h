@@ -2,6 +2,7 @@
 //
 //   mca-convert [convert] --checkpoint_path DIR [options]   (no subcommand means convert)
 //   mca-convert inspect PATH [--json]
+//   mca-convert rewrite IN OUT [--bf16 | --fp16 | --fp32] [--threads N]   (model/rewrite.h)
 //   mca-convert help | -h | --help
 //   mca-convert --version
 //
@@ -26,13 +27,14 @@
 #include <string_view>
 
 #include "model/convert_args.h"
+#include "model/rewrite.h"
 
 namespace mcaconv {
 
 // Keep in step with project(VERSION) in CMakeLists.txt.
 inline constexpr std::string_view kMcaConvertVersion = "0.1.0";
 
-enum class Command { kConvert, kInspect, kHelp, kVersion };
+enum class Command { kConvert, kInspect, kHelp, kVersion, kRewrite };
 
 struct InspectArgs {
   std::string path;
@@ -43,6 +45,7 @@ struct ParsedCommand {
   Command command = Command::kConvert;
   ConvertArgs convert;  // valid when command == kConvert
   InspectArgs inspect;  // valid when command == kInspect
+  RewriteArgs rewrite;  // valid when command == kRewrite
 };
 
 // Parses argv (argv[0] is the program name and is ignored). Throws Error(kUsage).

@@ -23,6 +23,10 @@ std::vector<WeightRule> GlobalRules() {
   };
 }
 
+// The tables below are kept one rule per visual block rather than as clang-format lays them
+// out, so that a row reads like the spec's table row it comes from.
+// clang-format off
+
 // Table A: attention and its norms (3.2). The post-attention norm is added per family because
 // its MCA name depends on whether the MLP is dense (fused into linear_fc1) or MoE.
 std::vector<WeightRule> AttentionRules() {
@@ -117,6 +121,8 @@ std::vector<WeightRule> MixtralMoeRules() {
   };
 }
 
+// clang-format on
+
 std::vector<WeightRule> Concat(std::initializer_list<std::vector<WeightRule>> parts) {
   std::vector<WeightRule> all;
   for (const auto& part : parts) all.insert(all.end(), part.begin(), part.end());
@@ -129,7 +135,8 @@ const std::vector<Family>& Registry() {
     const auto dense = Concat({GlobalRules(), AttentionRules(), DenseMlpRules()});
     // MoE families keep the dense rows so that layers without experts (mlp_only_layers,
     // decoder_sparse_step) convert like DeepSeek's dense layers do (mca-format.md 3.5).
-    const auto qwen_moe = Concat({GlobalRules(), AttentionRules(), DenseMlpRules(), QwenMoeRules()});
+    const auto qwen_moe =
+        Concat({GlobalRules(), AttentionRules(), DenseMlpRules(), QwenMoeRules()});
     return std::vector<Family>{
         {"llama", "model.layers.", "", rotary, dense},
         {"mistral", "model.layers.", "", rotary, dense},

@@ -33,29 +33,29 @@ enum class Split {
 
 // Symbolic dimensions, resolved from the model config by the layout engine.
 enum class Dim {
-  kHidden,       // H
-  kVocab,        // V
-  kQueryRows,    // nh * d
-  kKvRows,       // ng * d
-  kHeadDim,      // d
-  kFfn,          // F (dense MLP)
-  kExpertFfn,    // Fm (routed expert)
-  kSharedFfn,    // shared expert intermediate size
-  kExperts,      // E
-  kOne,          // 1
-  kLoraRank,     // r of LoRA adapters on dense modules
+  kHidden,          // H
+  kVocab,           // V
+  kQueryRows,       // nh * d
+  kKvRows,          // ng * d
+  kHeadDim,         // d
+  kFfn,             // F (dense MLP)
+  kExpertFfn,       // Fm (routed expert)
+  kSharedFfn,       // shared expert intermediate size
+  kExperts,         // E
+  kOne,             // 1
+  kLoraRank,        // r of LoRA adapters on dense modules
   kExpertLoraRank,  // r of LoRA adapters on routed experts
 };
 
 // When a rule applies; evaluated per layer from the config.
 enum class When {
   kAlways,
-  kQkvBias,        // add_qkv_bias
-  kQkNorm,         // qk_layernorm
-  kDenseMlp,       // layer has a dense MLP
-  kMoeMlp,         // layer has routed experts
-  kSharedExpert,   // MoE layer with a shared expert
-  kUntiedHead,     // output layer not tied to the embedding
+  kQkvBias,       // add_qkv_bias
+  kQkNorm,        // qk_layernorm
+  kDenseMlp,      // layer has a dense MLP
+  kMoeMlp,        // layer has routed experts
+  kSharedExpert,  // MoE layer with a shared expert
+  kUntiedHead,    // output layer not tied to the embedding
 };
 
 // Which pipeline stage holds a global tensor.
@@ -78,9 +78,9 @@ struct WeightRule {
 };
 
 struct Family {
-  std::string_view name;              // the HF model_type
-  std::string_view hf_layer_prefix;   // "model.layers."
-  std::string_view hf_expert_infix;   // ".mlp.experts." ("" for dense families)
+  std::string_view name;                              // the HF model_type
+  std::string_view hf_layer_prefix;                   // "model.layers."
+  std::string_view hf_expert_infix;                   // ".mlp.experts." ("" for dense families)
   std::vector<std::string_view> hf_ignored_suffixes;  // e.g. ".self_attn.rotary_emb.inv_freq"
   std::vector<WeightRule> rules;
   // Newer transformers keep routed experts fused per layer: "<layer>.mlp.experts.gate_up_proj"

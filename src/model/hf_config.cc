@@ -83,8 +83,8 @@ void SetHfConfigValue(json& root, const std::string& dotted_key, const json& val
       return;
     }
     if (missing) {
-      ThrowInvalid("mca_config.json: hf_config_json: cannot set \"" + dotted_key + "\": \"" +
-                   name + "\" is missing from the stored HF config");
+      ThrowInvalid("mca_config.json: hf_config_json: cannot set \"" + dotted_key + "\": \"" + name +
+                   "\" is missing from the stored HF config");
     }
     node = &(*node)[name];
     start = end + 1;
@@ -103,7 +103,8 @@ nlohmann::json BuildHfConfig(const nlohmann::json& mca_config,
     // A per-layer moe_layer_freq list has no HF spelling; the stored decoder_sparse_step and
     // mlp_only_layers already describe it.
     // For the same models ffn_hidden_size is the dense size, not qwen2_moe's expert size.
-    const bool per_layer = mca_config.contains("moe_layer_freq") && mca_config["moe_layer_freq"].is_array();
+    const bool per_layer =
+        mca_config.contains("moe_layer_freq") && mca_config["moe_layer_freq"].is_array();
     if (per_layer && (mca_key == "moe_layer_freq" || mca_key == "ffn_hidden_size")) continue;
     if (value) SetHfConfigValue(cfg, hf_key, *value);
   }

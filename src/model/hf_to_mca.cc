@@ -1,5 +1,7 @@
 // HF -> MCA: every rank file is a torch.save archive whose tensors are gathered from the HF
 // weights through the layout's pieces.
+#include "model/hf_to_mca.h"
+
 #include <filesystem>
 #include <map>
 
@@ -7,7 +9,6 @@
 #include "model/checkpoint_files.h"
 #include "model/convert.h"
 #include "model/hf_config.h"
-#include "model/hf_to_mca.h"
 #include "model/mca_config.h"
 #include "model/plan_common.h"
 #include "model/python_json.h"
@@ -17,7 +18,8 @@ namespace mcaconv {
 namespace {
 
 bool EndsWith(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Finds the HF tensor of every layout entry and checks shapes; returns them by layout index.
@@ -48,19 +50,12 @@ std::vector<const SourceTensor*> MatchHfTensors(const HfCheckpoint& hf, const La
     if (name == "lm_head.weight" && layout.tied_embedding_hf >= 0) {
       const SourceTensor& embed = *sources[layout.tied_embedding_hf];
       if (tensor.view.shape != embed.view.shape || tensor.view.dtype != embed.view.dtype)
-        ThrowInvalid(hf.files.paths[tensor.file] + ": lm_head.weight does not match the tied "
+        ThrowInvalid(hf.files.paths[tensor.file] +
+                     ": lm_head.weight does not match the tied "
                      "embedding's shape and dtype");
-      CompareOp check;
-      check.a_file = embed.file;
-      check.a_offset = embed.view.data_offset;
-      check.a_strides = embed.view.strides;
-      check.b_file = tensor.file;
-      check.b_offset = tensor.view.data_offset;
-      check.b_strides = tensor.view.strides;
-      check.dtype = tensor.view.dtype;
-      check.shape = tensor.view.shape;
-      check.what = "lm_head.weight vs tied model.embed_tokens.weight";
-      plan.checks.push_back(std::move(check));
+      plan.checks.push_back(MakeCheck(embed, WholeTensor(embed.view.shape), tensor,
+                                      WholeTensor(tensor.view.shape),
+                                      "lm_head.weight vs tied model.embed_tokens.weight"));
       continue;
     }
     ThrowInvalid(hf.files.paths[tensor.file] + ": unexpected tensor " + name +
@@ -113,21 +108,8 @@ OutputFilePlan PlanRankFile(const std::string& relative_path, const std::vector<
       const Piece& piece = layout.pieces[piece_index];
       const SourceTensor& source = *sources[piece.hf];
       if (!piece.fills_mca) continue;  // checked against the filling piece in AddCopyChecks
-      const ResolvedRegion src = ResolveBox(source.view, piece.hf_box, source.name);
-      CopyOp op;
-      op.src_file = source.file;
-      op.src_offset = src.offset;
-      op.src_strides = src.strides;
-      op.src_dtype = source.view.dtype;
-      op.dst_offset = file.layout.tensor_offsets[t] +
-                      static_cast<uint64_t>(piece.mca_box.offset) * ElementSize(out.dtype);
-      op.dst_strides = piece.mca_box.strides;
-      op.dst_dtype = out.dtype;
-      op.shape = piece.hf_box.shape;
-      if (op.src_dtype != op.dst_dtype && !(IsCastable(op.src_dtype) && IsCastable(op.dst_dtype)))
-        ThrowUnsupported(source.name + ": cannot store " + std::string(Name(op.src_dtype)) +
-                         " data in a " + std::string(Name(op.dst_dtype)) + " tensor");
-      file.ops.push_back(std::move(op));
+      file.ops.push_back(
+          MakeCopy(source, piece.hf_box, file.layout.tensor_offsets[t], piece.mca_box, out.dtype));
     }
   }
   return file;
@@ -139,28 +121,19 @@ void AddCopyChecks(const Layout& layout, const std::vector<const SourceTensor*>&
                    Plan& plan) {
   std::map<std::pair<int, int64_t>, int> filler;
   for (size_t i = 0; i < layout.pieces.size(); ++i)
-    if (layout.pieces[i].fills_mca) filler[{layout.pieces[i].mca, layout.pieces[i].mca_box.offset}] = i;
+    if (layout.pieces[i].fills_mca)
+      filler[{layout.pieces[i].mca, layout.pieces[i].mca_box.offset}] = i;
   for (const Piece& piece : layout.pieces) {
     const McaTensor& tensor = layout.mca[piece.mca];
     if (piece.fills_mca || tensor.tp != 0 || tensor.ep != 0) continue;
     const Piece& first = layout.pieces[filler.at({piece.mca, piece.mca_box.offset})];
     const SourceTensor& a = *sources[first.hf];
     const SourceTensor& b = *sources[piece.hf];
-    CompareOp check;
-    const ResolvedRegion ra = ResolveBox(a.view, first.hf_box, a.name);
-    const ResolvedRegion rb = ResolveBox(b.view, piece.hf_box, b.name);
-    check.a_file = a.file;
-    check.a_offset = ra.offset;
-    check.a_strides = ra.strides;
-    check.b_file = b.file;
-    check.b_offset = rb.offset;
-    check.b_strides = rb.strides;
-    check.dtype = a.view.dtype;
-    check.shape = piece.hf_box.shape;
-    check.what = b.name + " vs " + a.name + " (MCA stores one " + tensor.name +
-                 " for both; adapters whose fused modules have different lora_A cannot be "
-                 "represented)";
-    plan.checks.push_back(std::move(check));
+    plan.checks.push_back(
+        MakeCheck(a, first.hf_box, b, piece.hf_box,
+                  b.name + " vs " + a.name + " (MCA stores one " + tensor.name +
+                      " for both; adapters whose fused modules have different lora_A cannot be "
+                      "represented)"));
   }
 }
 
@@ -187,8 +160,8 @@ void PlanRankFilesFromHf(const Layout& layout, const LayoutParams& params,
       for (int ep = 0; ep < params.ep; ++ep) {
         const std::string rank = RankDirName(tp, pp, ep, params);
         const std::string path = dir_prefix + "iter_0000001/" + rank + "/model_optim_rng.pt";
-        plan.files.push_back(PlanRankFile(path, members_of_file[rank], layout, params, sources,
-                                          pieces_of, args));
+        plan.files.push_back(
+            PlanRankFile(path, members_of_file[rank], layout, params, sources, pieces_of, args));
       }
   AddCopyChecks(layout, sources, plan);
 }

@@ -22,7 +22,8 @@ std::vector<std::string> ParseLayoutString(const std::string& text) {
     while (std::regex_search(s, m, *re)) {
       std::string repeated;
       int count = std::stoi(m[2].str());
-      if (count < 0 || count > 100000) ThrowUsage("pipeline layout repeat count too large: " + text);
+      if (count < 0 || count > 100000)
+        ThrowUsage("pipeline layout repeat count too large: " + text);
       for (int i = 0; i < count; ++i) repeated += m[1].str();
       s = m.prefix().str() + repeated + m.suffix().str();
     }
@@ -77,7 +78,8 @@ std::vector<LayerPlace> PlaceLayers(const LayoutParams& p) {
   const int n = p.num_layers + embed + (p.account_for_loss ? 1 : 0);
   const int chunks = p.pp * p.vpp;
   if (n % chunks != 0)
-    ThrowUsage(Itos(p.num_layers) + " layers" + (n != p.num_layers ? " (" + Itos(n) + " counting embedding/loss)" : "") +
+    ThrowUsage(Itos(p.num_layers) + " layers" +
+               (n != p.num_layers ? " (" + Itos(n) + " counting embedding/loss)" : "") +
                " cannot be divided evenly across pipeline size " + Itos(p.pp) +
                " x virtual stages " + Itos(p.vpp));
   const int per_chunk = n / chunks;
@@ -156,8 +158,8 @@ class LayoutBuilder {
   RankShard Shard(const WeightRule& rule, const std::vector<Shape>& shapes, int rank,
                   const std::string& what) const;
   void AddRule(const WeightRule& rule, int layer, int expert);
-  std::pair<int, int64_t> ExpertInput(const WeightRule& rule, size_t input, int layer,
-                                      int expert, const Shape& per_expert);
+  std::pair<int, int64_t> ExpertInput(const WeightRule& rule, size_t input, int layer, int expert,
+                                      const Shape& per_expert);
   std::pair<int, int64_t> AddFusedExpert(const WeightRule& rule, size_t input, int layer,
                                          int expert, const Shape& per_expert);
   void AddTiedOutputLayer(const WeightRule& head_rule);
@@ -173,18 +175,30 @@ class LayoutBuilder {
 
 int64_t LayoutBuilder::Resolve(Dim dim) const {
   switch (dim) {
-    case Dim::kHidden: return p_.hidden;
-    case Dim::kVocab: return p_.vocab;
-    case Dim::kQueryRows: return p_.heads * p_.head_dim;
-    case Dim::kKvRows: return p_.query_groups * p_.head_dim;
-    case Dim::kHeadDim: return p_.head_dim;
-    case Dim::kFfn: return p_.ffn;
-    case Dim::kExpertFfn: return p_.expert_ffn;
-    case Dim::kSharedFfn: return p_.shared_ffn;
-    case Dim::kExperts: return p_.experts;
-    case Dim::kOne: return 1;
-    case Dim::kLoraRank: return p_.lora_rank;
-    case Dim::kExpertLoraRank: return p_.lora_expert_rank > 0 ? p_.lora_expert_rank : p_.lora_rank;
+    case Dim::kHidden:
+      return p_.hidden;
+    case Dim::kVocab:
+      return p_.vocab;
+    case Dim::kQueryRows:
+      return p_.heads * p_.head_dim;
+    case Dim::kKvRows:
+      return p_.query_groups * p_.head_dim;
+    case Dim::kHeadDim:
+      return p_.head_dim;
+    case Dim::kFfn:
+      return p_.ffn;
+    case Dim::kExpertFfn:
+      return p_.expert_ffn;
+    case Dim::kSharedFfn:
+      return p_.shared_ffn;
+    case Dim::kExperts:
+      return p_.experts;
+    case Dim::kOne:
+      return 1;
+    case Dim::kLoraRank:
+      return p_.lora_rank;
+    case Dim::kExpertLoraRank:
+      return p_.lora_expert_rank > 0 ? p_.lora_expert_rank : p_.lora_rank;
   }
   return 0;
 }
@@ -192,13 +206,20 @@ int64_t LayoutBuilder::Resolve(Dim dim) const {
 bool LayoutBuilder::Applies(When when, int layer) const {
   const bool moe = layer >= 0 && !p_.moe_layer.empty() && p_.moe_layer[layer];
   switch (when) {
-    case When::kAlways: return true;
-    case When::kQkvBias: return p_.qkv_bias;
-    case When::kQkNorm: return p_.qk_norm;
-    case When::kDenseMlp: return !moe;
-    case When::kMoeMlp: return moe;
-    case When::kSharedExpert: return moe && p_.shared_ffn > 0;
-    case When::kUntiedHead: return !p_.tied_embeddings;
+    case When::kAlways:
+      return true;
+    case When::kQkvBias:
+      return p_.qkv_bias;
+    case When::kQkNorm:
+      return p_.qk_norm;
+    case When::kDenseMlp:
+      return !moe;
+    case When::kMoeMlp:
+      return moe;
+    case When::kSharedExpert:
+      return moe && p_.shared_ffn > 0;
+    case When::kUntiedHead:
+      return !p_.tied_embeddings;
   }
   return false;
 }
@@ -227,7 +248,8 @@ RankShard LayoutBuilder::Shard(const WeightRule& rule, const std::vector<Shape>&
     if (rule.split != Split::kDuplicated) ThrowUnsupported(what + ": copies must be duplicated");
     shard.shape = first;
     for (size_t input = 0; input < shapes.size(); ++input)
-      shard.parts.push_back({static_cast<int>(input), WholeBox(first), WholeBox(first), input == 0});
+      shard.parts.push_back(
+          {static_cast<int>(input), WholeBox(first), WholeBox(first), input == 0});
   } else if (rule.split == Split::kDuplicated) {
     shard.shape = first;
     shard.parts.push_back({0, WholeBox(first), WholeBox(first)});
@@ -239,8 +261,8 @@ RankShard LayoutBuilder::Shard(const WeightRule& rule, const std::vector<Shape>&
   } else if (rule.join == Join::kRename && rule.split == Split::kRow) {
     const int64_t cols = SplitSize(first[1], tp, what + " dim 1");
     shard.shape = {first[0], cols};
-    shard.parts.push_back({0, {rank * cols, shard.shape, ContiguousStrides(first)},
-                           WholeBox(shard.shape)});
+    shard.parts.push_back(
+        {0, {rank * cols, shard.shape, ContiguousStrides(first)}, WholeBox(shard.shape)});
   } else if (rule.join == Join::kStack) {
     const int64_t rows = SplitSize(first[0], tp, what + " dim 0");
     shard.shape = first;
@@ -260,10 +282,10 @@ RankShard LayoutBuilder::Shard(const WeightRule& rule, const std::vector<Shape>&
       const int64_t base = lg * block;
       shard.parts.push_back({0, RowBlock(shapes[0], g * per_group * d, per_group * d),
                              RowBlock(shard.shape, base, per_group * d)});
-      shard.parts.push_back({1, RowBlock(shapes[1], g * d, d),
-                             RowBlock(shard.shape, base + per_group * d, d)});
-      shard.parts.push_back({2, RowBlock(shapes[2], g * d, d),
-                             RowBlock(shard.shape, base + (per_group + 1) * d, d)});
+      shard.parts.push_back(
+          {1, RowBlock(shapes[1], g * d, d), RowBlock(shard.shape, base + per_group * d, d)});
+      shard.parts.push_back(
+          {2, RowBlock(shapes[2], g * d, d), RowBlock(shard.shape, base + (per_group + 1) * d, d)});
     }
   } else {
     ThrowUnsupported(what + ": no split rule for this tensor");
@@ -327,7 +349,8 @@ void LayoutBuilder::AddRule(const WeightRule& rule, int layer, int expert) {
       const bool primary = ep == ep_first && (rule.split != Split::kDuplicated || tp == 0);
       for (auto part : shard.parts) {
         part.hf.offset += hf_shift[part.input];
-        out_.pieces.push_back({hf_ids[part.input], part.hf, mca, part.mca, primary, part.fills_mca});
+        out_.pieces.push_back(
+            {hf_ids[part.input], part.hf, mca, part.mca, primary, part.fills_mca});
       }
     }
   }
@@ -343,15 +366,16 @@ std::pair<int, int64_t> LayoutBuilder::AddFusedExpert(const WeightRule& rule, si
   const int64_t size = NumElements(per_expert);
   if (rule.join == Join::kStack) {
     const Shape fused = {p_.experts, 2 * per_expert[0], per_expert[1]};
-    return {AddHf(prefix + "gate_up_proj", fused), (2 * expert + static_cast<int64_t>(input)) * size};
+    return {AddHf(prefix + "gate_up_proj", fused),
+            (2 * expert + static_cast<int64_t>(input)) * size};
   }
   const Shape fused = {p_.experts, per_expert[0], per_expert[1]};
   return {AddHf(prefix + "down_proj", fused), expert * size};
 }
 
 // HF tensor and element offset of input `input` of expert `expert`, per-expert or fused.
-std::pair<int, int64_t> LayoutBuilder::ExpertInput(const WeightRule& rule, size_t input,
-                                                   int layer, int expert, const Shape& per_expert) {
+std::pair<int, int64_t> LayoutBuilder::ExpertInput(const WeightRule& rule, size_t input, int layer,
+                                                   int expert, const Shape& per_expert) {
   if (p_.fused_hf_experts) return AddFusedExpert(rule, input, layer, expert, per_expert);
   const std::string name = LayerName(p_, layer) + std::string(p_.family->hf_expert_infix) +
                            Itos(expert) + std::string(rule.hf[input].name);
@@ -397,12 +421,15 @@ void LayoutBuilder::AddLegacyGroupedExperts(int layer) {
         for (int input = 0; input < 2; ++input) {
           const auto [hf, shift] = ExpertInput(*fc1, input, layer, e, {fm, h});
           // Element (a, b) of the box is W(e)[tp*f + b, a]: a transposed row block.
-          out_.pieces.push_back({hf, {shift + tp * f * h, {h, f}, {1, h}}, w1,
-                                 {i * h * 2 * f + input * f, {h, f}, {2 * f, 1}}, true});
+          out_.pieces.push_back({hf,
+                                 {shift + tp * f * h, {h, f}, {1, h}},
+                                 w1,
+                                 {i * h * 2 * f + input * f, {h, f}, {2 * f, 1}},
+                                 true});
         }
         const auto [down, shift] = ExpertInput(*fc2, 0, layer, e, {h, fm});
-        out_.pieces.push_back({down, {shift + tp * f, {f, h}, {1, fm}}, w2,
-                               {i * f * h, {f, h}, {h, 1}}, true});
+        out_.pieces.push_back(
+            {down, {shift + tp * f, {f, h}, {1, fm}}, w2, {i * f * h, {f, h}, {h, 1}}, true});
       }
     }
   }
@@ -431,8 +458,8 @@ Layout LayoutBuilder::Build() {
     ThrowUsage(Itos(p_.experts) + " experts cannot be divided across expert parallel size " +
                Itos(p_.ep));
   if (p_.query_groups <= 0 || p_.heads % p_.query_groups != 0)
-    ThrowUsage(Itos(p_.heads) + " attention heads are not a multiple of " +
-               Itos(p_.query_groups) + " query groups");
+    ThrowUsage(Itos(p_.heads) + " attention heads are not a multiple of " + Itos(p_.query_groups) +
+               " query groups");
   for (const auto& suffix : p_.family->hf_ignored_suffixes)
     out_.ignored_hf_suffixes.emplace_back(suffix);
 

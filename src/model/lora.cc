@@ -35,16 +35,14 @@ std::string ModuleOf(const std::string& name) {
   return module.substr(module.rfind('.') + 1);
 }
 
-bool IsExpertModule(const std::string& name) {
-  return name.find(".experts.") != std::string::npos;
-}
+bool IsExpertModule(const std::string& name) { return name.find(".experts.") != std::string::npos; }
 
 // Megatron module names ROLL records in target_modules for each HF module.
 std::string MegatronModule(const std::string& hf_module) {
   static const std::map<std::string, std::string> names = {
-      {"q_proj", "linear_qkv"}, {"k_proj", "linear_qkv"},  {"v_proj", "linear_qkv"},
+      {"q_proj", "linear_qkv"},  {"k_proj", "linear_qkv"},    {"v_proj", "linear_qkv"},
       {"o_proj", "linear_proj"}, {"gate_proj", "linear_fc1"}, {"up_proj", "linear_fc1"},
-      {"w1", "linear_fc1"},     {"w3", "linear_fc1"},       {"down_proj", "linear_fc2"},
+      {"w1", "linear_fc1"},      {"w3", "linear_fc1"},        {"down_proj", "linear_fc2"},
       {"w2", "linear_fc2"}};
   auto it = names.find(hf_module);
   return it == names.end() ? hf_module : it->second;
@@ -62,7 +60,8 @@ nlohmann::json PeftConfig(const nlohmann::json& source, const std::vector<std::s
   }
   nlohmann::json rank_pattern = nlohmann::json::object();
   if (expert_rank != rank)
-    for (const auto& module : expert_modules) rank_pattern["experts\\.\\d+\\." + module] = expert_rank;
+    for (const auto& module : expert_modules)
+      rank_pattern["experts\\.\\d+\\." + module] = expert_rank;
   return {
       {"alpha_pattern", source.value("alpha_pattern", nlohmann::json::object())},
       {"auto_mapping", nullptr},
@@ -209,12 +208,14 @@ Plan PlanMcaAdapterToPeft(const ConvertArgs& args) {
     spec.single_file = "adapter_model.safetensors";
     spec.allow_missing = true;
     const HfFilesResult written = PlanHfFilesFromMca(layout, params, mca, args, spec, plan);
-    if (written.written_hf.empty()) ThrowInvalid(dir.string() + ": the rank files hold no LoRA tensors");
+    if (written.written_hf.empty())
+      ThrowInvalid(dir.string() + ": the rank files hold no LoRA tensors");
     std::vector<std::string> hf_names;
     for (int h : written.written_hf) hf_names.push_back(layout.hf[h].name);
     const nlohmann::json peft = PeftConfig(adapter_config, hf_names, params.lora_rank,
                                            params.lora_expert_rank, args.checkpoint_path);
-    plan.text_files.push_back({spec.dir_prefix + "adapter_config.json", DumpPythonJson(peft) + "\n"});
+    plan.text_files.push_back(
+        {spec.dir_prefix + "adapter_config.json", DumpPythonJson(peft) + "\n"});
   }
   return plan;
 }
@@ -222,10 +223,13 @@ Plan PlanMcaAdapterToPeft(const ConvertArgs& args) {
 Plan PlanPeftToMcaAdapter(const ConvertArgs& args) {
   const fs::path root = *args.adapter_path;
   std::vector<PeftAdapter> adapters;
-  if (fs::exists(root / "adapter_config.json")) adapters.push_back(OpenPeftAdapter("default", root));
-  for (const std::string& name : AdapterNames(root)) adapters.push_back(OpenPeftAdapter(name, root / name));
+  if (fs::exists(root / "adapter_config.json"))
+    adapters.push_back(OpenPeftAdapter("default", root));
+  for (const std::string& name : AdapterNames(root))
+    adapters.push_back(OpenPeftAdapter(name, root / name));
   if (adapters.empty())
-    ThrowUsage(root.string() + " is neither an MCA adapter folder (mca_config.json) nor a PEFT "
+    ThrowUsage(root.string() +
+               " is neither an MCA adapter folder (mca_config.json) nor a PEFT "
                "adapter (adapter_config.json)");
 
   const nlohmann::json hf_config =

@@ -1,6 +1,8 @@
 // MCA -> HF: every HF tensor is gathered from the rank files through the layout's primary
 // pieces; every replica piece (duplicated tensors on other TP ranks, dense weights on other EP
 // ranks, the tied output layer) becomes a check against its primary.
+#include "model/mca_to_hf.h"
+
 #include <filesystem>
 #include <map>
 #include <tuple>
@@ -9,16 +11,12 @@
 #include "model/checkpoint_files.h"
 #include "model/convert.h"
 #include "model/hf_config.h"
-#include "model/mca_to_hf.h"
 #include "model/plan_common.h"
 #include "model/python_json.h"
 #include "safetensors/safetensors.h"
 
 namespace mcaconv {
-namespace {
-
-
-}  // namespace
+namespace {}  // namespace
 
 ExpertFormat DetectExpertFormat(const McaCheckpoint& mca) {
   for (const auto& [key, tensor] : mca.tensors) {
@@ -31,21 +29,6 @@ ExpertFormat DetectExpertFormat(const McaCheckpoint& mca) {
 }
 
 namespace {
-
-CompareOp MakeCheck(const SourceTensor& a, const ResolvedRegion& ra, const SourceTensor& b,
-                    const ResolvedRegion& rb, const Shape& shape, std::string what) {
-  CompareOp check;
-  check.a_file = a.file;
-  check.a_offset = ra.offset;
-  check.a_strides = ra.strides;
-  check.b_file = b.file;
-  check.b_offset = rb.offset;
-  check.b_strides = rb.strides;
-  check.dtype = a.view.dtype;
-  check.shape = shape;
-  check.what = std::move(what);
-  return check;
-}
 
 // Finds the rank-file tensor of every layout entry and checks shapes. Tensors the layout does not
 // know are an error, except a tied output layer stored next to the embedding (reference habit).
@@ -60,8 +43,8 @@ std::vector<const SourceTensor*> MatchMcaTensors(const McaCheckpoint& mca, const
     auto it = mca.tensors.find(key);
     if (it == mca.tensors.end() && allow_missing) continue;
     if (it == mca.tensors.end())
-      ThrowInvalid(mca.dir + ": tensor " + key + " (shape " +
-                   ShapeToString(layout.mca[i].shape) + ") is missing");
+      ThrowInvalid(mca.dir + ": tensor " + key + " (shape " + ShapeToString(layout.mca[i].shape) +
+                   ") is missing");
     if (it->second.view.shape != layout.mca[i].shape)
       ThrowInvalid(mca.files.paths[it->second.file] + ": tensor " + layout.mca[i].name +
                    " has shape " + ShapeToString(it->second.view.shape) + ", expected " +
@@ -78,10 +61,9 @@ std::vector<const SourceTensor*> MatchMcaTensors(const McaCheckpoint& mca, const
           key.substr(0, key.size() - suffix.size()) + "/embedding.word_embeddings.weight";
       auto embed = mca.tensors.find(embed_key);
       if (embed != mca.tensors.end() && embed->second.view.shape == tensor.view.shape) {
-        const Box whole{0, tensor.view.shape, ContiguousStrides(tensor.view.shape)};
-        plan.checks.push_back(MakeCheck(embed->second, ResolveBox(embed->second.view, whole, embed_key),
-                                        tensor, ResolveBox(tensor.view, whole, key),
-                                        tensor.view.shape, key + " vs tied " + embed_key));
+        const Box whole = WholeTensor(tensor.view.shape);
+        plan.checks.push_back(
+            MakeCheck(embed->second, whole, tensor, whole, key + " vs tied " + embed_key));
         continue;
       }
     }
@@ -95,7 +77,7 @@ std::vector<const SourceTensor*> MatchMcaTensors(const McaCheckpoint& mca, const
 
 // Splits tensors into safetensors shards greedily, as huggingface_hub does.
 std::vector<std::vector<int>> ShardTensors(const std::vector<OutputTensor>& tensors,
-                                    const std::vector<size_t>& order, uint64_t max_size) {
+                                           const std::vector<size_t>& order, uint64_t max_size) {
   std::vector<std::vector<int>> shards(1);
   uint64_t size = 0;
   for (size_t index : order) {
@@ -154,25 +136,24 @@ HfFilesResult PlanHfFilesFromMca(const Layout& layout, const LayoutParams& param
       ThrowInvalid(mca.dir + ": " + layout.hf[h].name + " is only partly present: " +
                    std::to_string(missing[h]) + " of its shards are missing from the rank files");
     const DType source = sources[layout.pieces[primaries[h][0]].mca]->view.dtype;
-    tensors.push_back({spec.name_prefix + layout.hf[h].name, OutputDType(source, args),
-                       layout.hf[h].shape});
+    tensors.push_back(
+        {spec.name_prefix + layout.hf[h].name, OutputDType(source, args), layout.hf[h].shape});
     hf_of_tensor.push_back(static_cast<int>(h));
     result.written_hf.push_back(static_cast<int>(h));
   }
   std::vector<std::string> names;
   for (const auto& t : tensors) names.push_back(t.name);
-  const auto shards = ShardTensors(tensors, ModelOrder(names),
-                            spec.single_file.empty()
-                                ? args.max_shard_size.value_or(kDefaultMaxShardSize)
-                                : UINT64_MAX);
+  const auto shards = ShardTensors(
+      tensors, ModelOrder(names),
+      spec.single_file.empty() ? args.max_shard_size.value_or(kDefaultMaxShardSize) : UINT64_MAX);
 
   nlohmann::json weight_map = nlohmann::json::object();
   uint64_t total_size = 0;
   for (size_t s = 0; s < shards.size(); ++s) {
     OutputFilePlan file;
     const std::string name = !spec.single_file.empty() ? spec.single_file
-                             : shards.size() == 1     ? "model.safetensors"
-                                                      : HfShardName(s, shards.size());
+                             : shards.size() == 1      ? "model.safetensors"
+                                                       : HfShardName(s, shards.size());
     file.relative_path = spec.dir_prefix + name;
     for (int index : shards[s]) file.tensors.push_back(tensors[index]);
     file.layout = PlanSafetensors(file.tensors, {{"format", "pt"}});
@@ -183,21 +164,11 @@ HfFilesResult PlanHfFilesFromMca(const Layout& layout, const LayoutParams& param
       for (int piece_index : primaries[hf_of_tensor[shards[s][t]]]) {
         const Piece& piece = layout.pieces[piece_index];
         const SourceTensor& source = *sources[piece.mca];
-        const ResolvedRegion src = ResolveBox(source.view, piece.mca_box, source.name);
-        CopyOp op;
-        op.src_file = source.file;
-        op.src_offset = src.offset;
-        op.src_strides = src.strides;
-        op.src_dtype = source.view.dtype;
-        op.dst_offset = file.layout.tensor_offsets[t] +
-                        static_cast<uint64_t>(piece.hf_box.offset) * ElementSize(out.dtype);
-        op.dst_strides = piece.hf_box.strides;
-        op.dst_dtype = out.dtype;
-        op.shape = piece.mca_box.shape;
-        if (OutputDType(op.src_dtype, args) != out.dtype)
-          ThrowInvalid(source.name + ": " + std::string(Name(op.src_dtype)) +
+        if (OutputDType(source.view.dtype, args) != out.dtype)
+          ThrowInvalid(source.name + ": " + std::string(Name(source.view.dtype)) +
                        " data does not match the other shards of " + out.name);
-        file.ops.push_back(std::move(op));
+        file.ops.push_back(MakeCopy(source, piece.mca_box, file.layout.tensor_offsets[t],
+                                    piece.hf_box, out.dtype));
       }
     }
     plan.files.push_back(std::move(file));
@@ -212,19 +183,16 @@ HfFilesResult PlanHfFilesFromMca(const Layout& layout, const LayoutParams& param
       const Piece& primary = layout.pieces[it->second];
       const SourceTensor& a = *sources[primary.mca];
       const SourceTensor& b = *sources[piece.mca];
-      plan.checks.push_back(MakeCheck(
-          a, ResolveBox(a.view, primary.mca_box, a.name), b,
-          ResolveBox(b.view, piece.mca_box, b.name), piece.mca_box.shape,
-          layout.hf[piece.hf].name + ": " + McaTensorKey(layout.mca[primary.mca], params) + " vs " +
-              McaTensorKey(layout.mca[piece.mca], params)));
-      plan.checks.back().tolerance =
-          args.replica_check == "tolerance" ? args.replica_tolerance : 0;
+      plan.checks.push_back(MakeCheck(a, primary.mca_box, b, piece.mca_box,
+                                      layout.hf[piece.hf].name + ": " +
+                                          McaTensorKey(layout.mca[primary.mca], params) + " vs " +
+                                          McaTensorKey(layout.mca[piece.mca], params)));
+      plan.checks.back().tolerance = args.replica_check == "tolerance" ? args.replica_tolerance : 0;
     }
   }
 
   if (shards.size() > 1) {
-    nlohmann::json index = {{"metadata", {{"total_size", total_size}}},
-                            {"weight_map", weight_map}};
+    nlohmann::json index = {{"metadata", {{"total_size", total_size}}}, {"weight_map", weight_map}};
     plan.text_files.push_back(
         {spec.dir_prefix + "model.safetensors.index.json", DumpPythonJson(index) + "\n"});
   }

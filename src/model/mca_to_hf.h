@@ -16,9 +16,9 @@ namespace mcaconv {
 
 // How the gathered HF tensors are written.
 struct HfFilesSpec {
-  std::string name_prefix;  // prepended to every HF tensor name ("base_model.model." for PEFT)
-  std::string dir_prefix;   // output sub-folder, "" or "<name>/"
-  std::string single_file;  // write one file of this name instead of transformers-style shards
+  std::string name_prefix;     // prepended to every HF tensor name ("base_model.model." for PEFT)
+  std::string dir_prefix;      // output sub-folder, "" or "<name>/"
+  std::string single_file;     // write one file of this name instead of transformers-style shards
   bool allow_missing = false;  // layout tensors absent from the rank files are skipped (LoRA)
 };
 

@@ -44,11 +44,13 @@ std::map<std::string, OutputSlot> OutputSlots(const Plan& plan) {
 }
 
 // Elements of a contiguous tensor as fp32.
-std::vector<float> ReadFloat(const MappedFile& file, const TensorView& view, const std::string& what) {
+std::vector<float> ReadFloat(const MappedFile& file, const TensorView& view,
+                             const std::string& what) {
   if (!IsCastable(view.dtype) || !view.IsContiguous())
     ThrowUnsupported(what + ": only contiguous f32/bf16/f16 tensors can be merged");
   std::vector<float> values(view.numel());
-  CastElements(file.data() + view.data_offset, view.dtype, values.data(), DType::F32, values.size());
+  CastElements(file.data() + view.data_offset, view.dtype, values.data(), DType::F32,
+               values.size());
   return values;
 }
 
@@ -96,7 +98,8 @@ void MergeOne(const std::string& module, const TensorView& base, const MappedFil
       row[j] = weight[i * cols + j] + static_cast<float>(row[j] * scale);
     CastElements(row.data(), DType::F32, converted.data(), slot.dtype, cols);
     const uint64_t offset = slot.offset + static_cast<uint64_t>(i * cols) * ElementSize(slot.dtype);
-    if (::pwrite(fd, converted.data(), converted.size(), offset) != static_cast<ssize_t>(converted.size()))
+    if (::pwrite(fd, converted.data(), converted.size(), offset) !=
+        static_cast<ssize_t>(converted.size()))
       ThrowIo("cannot write merged " + module + " to " + slot.path, errno);
   }
 }
@@ -115,8 +118,8 @@ Plan PlanMergedBase(const ConvertArgs& args) {
   }
   std::vector<std::string> names;
   for (const auto& t : tensors) names.push_back(t.name);
-  const auto shards = ShardTensors(tensors, ModelOrder(names),
-                                   args.max_shard_size.value_or(kDefaultMaxShardSize));
+  const auto shards =
+      ShardTensors(tensors, ModelOrder(names), args.max_shard_size.value_or(kDefaultMaxShardSize));
   nlohmann::json weight_map = nlohmann::json::object();
   uint64_t total = 0;
   for (size_t s = 0; s < shards.size(); ++s) {
@@ -129,16 +132,8 @@ Plan PlanMergedBase(const ConvertArgs& args) {
       const OutputTensor& out = file.tensors[t];
       weight_map[out.name] = file.relative_path;
       total += out.nbytes();
-      CopyOp op;
-      op.src_file = source.file;
-      op.src_offset = source.view.data_offset;
-      op.src_strides = source.view.strides;
-      op.src_dtype = source.view.dtype;
-      op.dst_offset = file.layout.tensor_offsets[t];
-      op.dst_strides = ContiguousStrides(out.shape);
-      op.dst_dtype = out.dtype;
-      op.shape = out.shape;
-      file.ops.push_back(std::move(op));
+      file.ops.push_back(MakeCopy(source, WholeTensor(out.shape), file.layout.tensor_offsets[t],
+                                  WholeTensor(out.shape), out.dtype));
     }
     plan.files.push_back(std::move(file));
   }
@@ -148,7 +143,8 @@ Plan PlanMergedBase(const ConvertArgs& args) {
   }
   nlohmann::json config = hf.config;
   if (args.bf16 || args.fp16) config["torch_dtype"] = args.bf16 ? "bfloat16" : "float16";
-  if (config.contains("dtype") && config.contains("torch_dtype")) config["dtype"] = config["torch_dtype"];
+  if (config.contains("dtype") && config.contains("torch_dtype"))
+    config["dtype"] = config["torch_dtype"];
   plan.text_files.push_back({"config.json", DumpPythonJson(config) + "\n"});
   plan.copied_files = AuxiliaryFiles(args.checkpoint_path, config.contains("auto_map"));
   return plan;
@@ -158,7 +154,8 @@ void MergeLora(const Plan& plan, const ConvertArgs& args, const std::string& out
   const fs::path scratch = fs::path(output_dir) / ".lora-merge";
   const fs::path adapter_dir = PeftAdapterDir(args, scratch);
   const nlohmann::json config = ReadJsonFile((adapter_dir / "adapter_config.json").string());
-  const SafetensorsFile adapter = OpenSafetensors((adapter_dir / "adapter_model.safetensors").string());
+  const SafetensorsFile adapter =
+      OpenSafetensors((adapter_dir / "adapter_model.safetensors").string());
   const HfCheckpoint base = OpenHfCheckpoint(args.checkpoint_path);
   std::vector<MappedFile> base_files;
   for (const auto& path : base.files.paths) base_files.push_back(MappedFile::Open(path));
@@ -183,10 +180,13 @@ void MergeLora(const Plan& plan, const ConvertArgs& args, const std::string& out
     const int64_t rank = tensor_a->view.shape.at(0);
     if (base_view.shape.size() != 2 || tensor_a->view.shape != Shape{rank, base_view.shape[1]} ||
         b_it->second->view.shape != Shape{base_view.shape[0], rank})
-      ThrowInvalid(adapter_dir.string() + ": " + module + " adapter shapes do not match its base weight " +
+      ThrowInvalid(adapter_dir.string() + ": " + module +
+                   " adapter shapes do not match its base weight " +
                    ShapeToString(base_view.shape));
-    const double module_alpha = PatternValue(config.value("alpha_pattern", nlohmann::json()), module).value_or(alpha);
-    const double scale = rslora ? module_alpha / std::sqrt(double(rank)) : module_alpha / double(rank);
+    const double module_alpha =
+        PatternValue(config.value("alpha_pattern", nlohmann::json()), module).value_or(alpha);
+    const double scale =
+        rslora ? module_alpha / std::sqrt(double(rank)) : module_alpha / double(rank);
     const OutputSlot& slot = slots.at(module + ".weight");
     if (!fds.count(slot.path)) {
       const std::string path = (fs::path(output_dir) / slot.path).string();

@@ -10,7 +10,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int64_t GetInt(const nlohmann::json& j, const char* key, int64_t fallback, const std::string& path) {
+int64_t GetInt(const nlohmann::json& j, const char* key, int64_t fallback,
+               const std::string& path) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   if (!j[key].is_number_integer())
     ThrowInvalid(path + ": " + key + " should be an integer, found " + j[key].dump());
@@ -48,8 +49,8 @@ LayoutParams LayoutParamsFromMcaConfig(const nlohmann::json& mca, const std::str
   const std::string type = mca.value("hf_model_type", "");
   p.family = FindFamily(type);
   if (p.family == nullptr)
-    ThrowUnsupported(path + ": hf_model_type \"" + type + "\" is not supported (supported: " +
-                     SupportedFamilies() + ")");
+    ThrowUnsupported(path + ": hf_model_type \"" + type +
+                     "\" is not supported (supported: " + SupportedFamilies() + ")");
   p.hidden = GetInt(mca, "hidden_size", 0, path);
   p.heads = GetInt(mca, "num_attention_heads", 0, path);
   p.num_layers = static_cast<int>(GetInt(mca, "num_layers", 0, path));
@@ -127,6 +128,47 @@ ResolvedRegion ResolveBox(const TensorView& view, const Box& box, const std::str
   return region;
 }
 
+CopyOp MakeCopy(const SourceTensor& source, const Box& src_box, uint64_t dst_tensor_offset,
+                const Box& dst_box, DType dst_dtype) {
+  const ResolvedRegion src = ResolveBox(source.view, src_box, source.name);
+  CopyOp op;
+  op.src_file = source.file;
+  op.src_offset = src.offset;
+  op.src_strides = src.strides;
+  op.src_dtype = source.view.dtype;
+  op.dst_offset =
+      dst_tensor_offset + static_cast<uint64_t>(dst_box.offset) * ElementSize(dst_dtype);
+  op.dst_strides = dst_box.strides;
+  op.dst_dtype = dst_dtype;
+  op.shape = src_box.shape;
+  if (op.src_dtype != op.dst_dtype && !(IsCastable(op.src_dtype) && IsCastable(op.dst_dtype)))
+    ThrowUnsupported(source.name + ": cannot store " + std::string(Name(op.src_dtype)) +
+                     " data in a " + std::string(Name(op.dst_dtype)) + " tensor");
+  return op;
+}
+
+CompareOp MakeCheck(const SourceTensor& a, const Box& a_box, const SourceTensor& b,
+                    const Box& b_box, std::string what) {
+  const ResolvedRegion ra = ResolveBox(a.view, a_box, a.name);
+  const ResolvedRegion rb = ResolveBox(b.view, b_box, b.name);
+  if (a.view.dtype != b.view.dtype)
+    ThrowInvalid(what + ": " + std::string(Name(a.view.dtype)) + " vs " +
+                 std::string(Name(b.view.dtype)) + " data");
+  CompareOp check;
+  check.a_file = a.file;
+  check.a_offset = ra.offset;
+  check.a_strides = ra.strides;
+  check.b_file = b.file;
+  check.b_offset = rb.offset;
+  check.b_strides = rb.strides;
+  check.dtype = a.view.dtype;
+  check.shape = a_box.shape;
+  check.what = std::move(what);
+  return check;
+}
+
+Box WholeTensor(const Shape& shape) { return {0, shape, ContiguousStrides(shape)}; }
+
 DType OutputDType(DType source, const ConvertArgs& args) {
   if (!IsCastable(source)) return source;
   if (args.bf16) return DType::BF16;
@@ -135,12 +177,20 @@ DType OutputDType(DType source, const ConvertArgs& args) {
 }
 
 std::vector<CopiedFile> AuxiliaryFiles(const std::string& source_dir, bool copy_python) {
-  static const char* const kNames[] = {
-      "tokenizer.json",          "tokenizer_config.json",    "special_tokens_map.json",
-      "tokenizer.model",         "vocab.json",               "merges.txt",
-      "vocab.txt",               "added_tokens.json",        "chat_template.jinja",
-      "chat_template.json",      "preprocessor_config.json", "processor_config.json",
-      "video_preprocessor_config.json", "generation_config.json"};
+  static const char* const kNames[] = {"tokenizer.json",
+                                       "tokenizer_config.json",
+                                       "special_tokens_map.json",
+                                       "tokenizer.model",
+                                       "vocab.json",
+                                       "merges.txt",
+                                       "vocab.txt",
+                                       "added_tokens.json",
+                                       "chat_template.jinja",
+                                       "chat_template.json",
+                                       "preprocessor_config.json",
+                                       "processor_config.json",
+                                       "video_preprocessor_config.json",
+                                       "generation_config.json"};
   std::vector<CopiedFile> files;
   for (const char* name : kNames) {
     const fs::path path = fs::path(source_dir) / name;
@@ -151,8 +201,9 @@ std::vector<CopiedFile> AuxiliaryFiles(const std::string& source_dir, bool copy_
       if (entry.is_regular_file() && entry.path().extension() == ".py")
         files.push_back({entry.path().string(), entry.path().filename().string()});
   }
-  std::sort(files.begin(), files.end(),
-            [](const CopiedFile& a, const CopiedFile& b) { return a.relative_path < b.relative_path; });
+  std::sort(files.begin(), files.end(), [](const CopiedFile& a, const CopiedFile& b) {
+    return a.relative_path < b.relative_path;
+  });
   return files;
 }
 

@@ -3,10 +3,9 @@
 // auxiliary files (tokenizer, processor, remote code) that travel with a checkpoint.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/tensor.h"
 #include "engine/plan.h"
@@ -28,6 +27,18 @@ struct ResolvedRegion {
   Shape strides;
 };
 ResolvedRegion ResolveBox(const TensorView& view, const Box& box, const std::string& what);
+
+// A copy of `box` of `source` into an output tensor whose data starts at byte `dst_tensor_offset`,
+// the destination box given by `dst_box` (same shape), converting to `dst_dtype`.
+CopyOp MakeCopy(const SourceTensor& source, const Box& src_box, uint64_t dst_tensor_offset,
+                const Box& dst_box, DType dst_dtype);
+
+// An equality check between `a_box` of `a` and `b_box` of `b` (same shape), reported as `what`.
+CompareOp MakeCheck(const SourceTensor& a, const Box& a_box, const SourceTensor& b,
+                    const Box& b_box, std::string what);
+
+// The box covering all of a tensor of `shape`.
+Box WholeTensor(const Shape& shape);
 
 // The dtype a tensor is written in: the --bf16/--fp16 target for floating tensors, else its own.
 DType OutputDType(DType source, const ConvertArgs& args);

@@ -15,16 +15,28 @@ namespace mcaconv::pickle {
 struct Value;
 using ValuePtr = std::shared_ptr<const Value>;
 
-enum class Kind { kNone, kBool, kInt, kFloat, kString, kBytes, kTuple, kList, kDict, kTensor, kObject };
+enum class Kind {
+  kNone,
+  kBool,
+  kInt,
+  kFloat,
+  kString,
+  kBytes,
+  kTuple,
+  kList,
+  kDict,
+  kTensor,
+  kObject
+};
 
 struct Value {
   Kind kind = Kind::kNone;
   bool boolean = false;
   int64_t integer = 0;
   double number = 0;
-  std::string text;                                      // kString (UTF-8), kBytes (raw)
-  std::vector<ValuePtr> items;                           // kTuple, kList; kObject: its arguments
-  std::vector<std::pair<ValuePtr, ValuePtr>> entries;    // kDict, in insertion order
+  std::string text;                                    // kString (UTF-8), kBytes (raw)
+  std::vector<ValuePtr> items;                         // kTuple, kList; kObject: its arguments
+  std::vector<std::pair<ValuePtr, ValuePtr>> entries;  // kDict, in insertion order
   int tensor = -1;         // kTensor: index into the reader's tensor list or writer's tensor list
   std::string class_name;  // kObject: "module.name", e.g. "_io.BytesIO", "argparse.Namespace"
   ValuePtr state;          // kObject: the argument of BUILD (e.g. a Namespace's dict), or null
