@@ -312,6 +312,9 @@ std::vector<Option> BuildOurOptions() {
                    FIELD(dry_run)));
   t.push_back(Flag("overwrite", o, "Allow writing into a non-empty output directory.",
                    FIELD(overwrite)));
+  t.push_back(Flag("reshard", o,
+                   "MCA input: write an MCA checkpoint for the given parallel sizes instead of HF.",
+                   FIELD(reshard)));
   Option threads = Integer("threads", o, "Worker threads (0: all online CPUs).", FIELD(threads), 0,
                            kMaxThreads);
   threads.metavar = "N";

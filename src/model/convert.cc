@@ -14,6 +14,7 @@
 #include "engine/executor.h"
 #include "model/lora.h"
 #include "model/merge.h"
+#include "model/reshard.h"
 
 namespace mcaconv {
 namespace fs = std::filesystem;
@@ -198,6 +199,12 @@ std::string AtFinalPath(std::string message, const Staging& staging) {
 }  // namespace
 
 Plan PlanConversion(const ConvertArgs& args, Direction direction) {
+  if (args.reshard) {
+    if (direction == Direction::kHfToMca || args.adapter_path)
+      ThrowUsage("--reshard needs an MCA checkpoint (a folder with mca_config.json) as "
+                 "--checkpoint_path and no --adapter_path");
+    return PlanReshard(args);
+  }
   if (args.adapter_path) {
     if (args.merge_lora) return PlanMergedBase(args);
     return direction == Direction::kMcaToHf ? PlanMcaAdapterToPeft(args)
@@ -209,7 +216,8 @@ Plan PlanConversion(const ConvertArgs& args, Direction direction) {
 std::string DescribePlan(const Plan& plan, Direction direction) {
   std::ostringstream out;
   uint64_t tensor_bytes = 0, tensors = 0, ops = 0;
-  out << (direction == Direction::kHfToMca ? "HF -> MCA" : "MCA -> HF") << " plan\n";
+  const char* names[] = {"HF -> MCA", "MCA -> HF", "MCA -> MCA"};
+  out << names[static_cast<int>(direction)] << " plan\n";
   out << "  inputs: " << plan.inputs.size() << " weight files\n";
   for (const auto& file : plan.files) {
     uint64_t bytes = 0;
@@ -235,7 +243,9 @@ std::string DescribePlan(const Plan& plan, Direction direction) {
 
 int RunConvert(const ConvertArgs& args, std::ostream& log,
                const std::function<bool(uint64_t, uint64_t)>& progress) {
-  const Direction direction = DetectDirection(args);
+  const Direction direction = args.reshard && DetectDirection(args) == Direction::kMcaToHf
+                                  ? Direction::kMcaToMca
+                                  : DetectDirection(args);
   CheckOutputPath(args);
 
   const auto started = std::chrono::steady_clock::now();

@@ -11,7 +11,7 @@
 
 namespace mcaconv {
 
-enum class Direction { kHfToMca, kMcaToHf };
+enum class Direction { kHfToMca, kMcaToHf, kMcaToMca };
 
 // As the reference decides (mca-format.md 9.1): an mca_config.json in the adapter folder (if
 // given) or else in the checkpoint folder means MCA -> HF.

@@ -67,6 +67,7 @@ struct ConvertArgs {
   // Ours.
   bool dry_run = false;
   bool overwrite = false;
+  bool reshard = false;  // MCA -> MCA for the parallel sizes given (reshard.h)
   int threads = 0;                                 // 0: all online CPUs
   std::optional<uint64_t> max_shard_size;          // bytes; default 5 GB (decimal) for HF output
   int verbosity = 0;                               // -q: -1, -v: 1, -vv: 2
