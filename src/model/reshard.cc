@@ -48,8 +48,8 @@ AxisBox ToAxisBox(const Box& box, const Shape& shape, const std::string& what) {
 
 // Builds the copy of the elements two pieces of the same HF tensor share, from the source
 // piece's MCA tensor to the target piece's MCA tensor. Returns false when they share none.
-bool Intersect(const Piece& src, const AxisBox& a, const Piece& dst, const AxisBox& b,
-               Box& src_box, Box& dst_box) {
+bool Intersect(const Piece& src, const AxisBox& a, const Piece& dst, const AxisBox& b, Box& src_box,
+               Box& dst_box) {
   const size_t rank = a.start.size();
   std::vector<int64_t> lo(rank), hi(rank);
   for (size_t d = 0; d < rank; ++d) {
@@ -60,7 +60,8 @@ bool Intersect(const Piece& src, const AxisBox& a, const Piece& dst, const AxisB
   src_box = {src.mca_box.offset, {}, {}};
   dst_box = {dst.mca_box.offset, {}, {}};
   for (size_t k = 0; k < a.dim.size(); ++k)
-    if (a.dim[k] >= 0) src_box.offset += (lo[a.dim[k]] - a.start[a.dim[k]]) * src.mca_box.strides[k];
+    if (a.dim[k] >= 0)
+      src_box.offset += (lo[a.dim[k]] - a.start[a.dim[k]]) * src.mca_box.strides[k];
   for (size_t j = 0; j < b.dim.size(); ++j) {
     const int d = b.dim[j];
     if (d < 0) continue;
@@ -77,8 +78,7 @@ bool Intersect(const Piece& src, const AxisBox& a, const Piece& dst, const AxisB
 }
 
 // The MCA config the checkpoint would get from HF -> MCA with `args`, and its HF config.
-nlohmann::json TargetConfig(const nlohmann::json& source, const ConvertArgs& args,
-                            DType dtype) {
+nlohmann::json TargetConfig(const nlohmann::json& source, const ConvertArgs& args, DType dtype) {
   const nlohmann::json hf = BuildHfConfig(source, std::string(Name(dtype)));
   return BuildMcaConfig(hf, args, args.checkpoint_path);
 }
@@ -136,13 +136,15 @@ Plan PlanReshard(const ConvertArgs& args) {
         std::vector<std::string> names;
         for (int m : members_of_file[rank]) names.push_back(target.mca[m].name);
         std::vector<int> members;
-        for (size_t position : ModelOrder(names)) members.push_back(members_of_file[rank][position]);
+        for (size_t position : ModelOrder(names))
+          members.push_back(members_of_file[rank][position]);
 
         std::vector<std::vector<std::pair<pickle::ValuePtr, pickle::ValuePtr>>> stages(to.vpp);
         for (int m : members) {
           const Piece& any = *pieces_of[m].front();
           const Piece& src = *sources_of.at(target.hf[any.hf].name).front();
-          const DType out = OutputDType(tensors.at(McaTensorKey(source.mca[src.mca], from)).view.dtype, args);
+          const DType out =
+              OutputDType(tensors.at(McaTensorKey(source.mca[src.mca], from)).view.dtype, args);
           stages[target.mca[m].vp].emplace_back(pickle::MakeString(target.mca[m].name),
                                                 pickle::MakeTensor(file.tensors.size()));
           file.tensors.push_back({target.mca[m].name, out, target.mca[m].shape});
@@ -160,7 +162,8 @@ Plan PlanReshard(const ConvertArgs& args) {
               const AxisBox a = ToAxisBox(src->hf_box, hf_tensor.shape, hf_tensor.name);
               Box src_box, dst_box;
               if (!Intersect(*src, a, *dst, b, src_box, dst_box)) continue;
-              const SourceTensor& source_tensor = tensors.at(McaTensorKey(source.mca[src->mca], from));
+              const SourceTensor& source_tensor =
+                  tensors.at(McaTensorKey(source.mca[src->mca], from));
               file.ops.push_back(MakeCopy(source_tensor, src_box, file.layout.tensor_offsets[t],
                                           dst_box, file.tensors[t].dtype));
             }

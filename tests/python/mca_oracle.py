@@ -210,3 +210,14 @@ def rank_dir(t, p, e, cfg):
     if (cfg.get("expert_model_parallel_size") or 1) > 1:
         name += f"_{e:03d}"
     return name
+
+
+def load_rank_files(mca_dir, cfg, **load_args):
+    """Every rank file of an MCA folder, {(tp, pp, ep): torch.load(...)}, as training would see it."""
+    files = {}
+    for t in range(cfg.get("tensor_model_parallel_size") or 1):
+        for p in range(cfg.get("pipeline_model_parallel_size") or 1):
+            for e in range(cfg.get("expert_model_parallel_size") or 1):
+                path = f"{mca_dir}/iter_0000001/{rank_dir(t, p, e, cfg)}/model_optim_rng.pt"
+                files[(t, p, e)] = torch.load(path, weights_only=True, **load_args)
+    return files

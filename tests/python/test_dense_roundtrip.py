@@ -98,20 +98,6 @@ def flag_args(flags):
     return args
 
 
-def load_rank_files(mca_dir, cfg):
-    tp = cfg.get("tensor_model_parallel_size") or 1
-    pp = cfg.get("pipeline_model_parallel_size") or 1
-    files = {}
-    for t in range(tp):
-        for p in range(pp):
-            path = os.path.join(mca_dir, "iter_0000001", mca_oracle.rank_dir(t, p, 0, cfg),
-                                "model_optim_rng.pt")
-            files[(t, p, 0)] = torch.load(path, weights_only=True)
-            mmapped = torch.load(path, weights_only=True, mmap=True)
-            assert mmapped.keys() == files[(t, p, 0)].keys()
-    return files
-
-
 def write_reference_style(oracle_files, cfg, mca_dir, src_mca_dir):
     """An MCA folder as the reference writes it: torch.save of chunk views (whole storages)."""
     os.makedirs(mca_dir)
@@ -140,7 +126,10 @@ def test_dense_round_trip(case, tmp_path, run_convert):
 
     # Every rank file holds exactly what the oracle assigns to it, bit for bit.
     expected = mca_oracle.convert(original, cfg)
-    actual = load_rank_files(mca_dir, cfg)
+    actual = mca_oracle.load_rank_files(mca_dir, cfg)
+    mapped = mca_oracle.load_rank_files(mca_dir, cfg, mmap=True)
+    assert {r: {s: set(t) for s, t in st.items()} for r, st in mapped.items()} == \
+        {r: {s: set(t) for s, t in st.items()} for r, st in actual.items()}
     assert actual.keys() == expected.keys()
     for rank, stages in expected.items():
         assert actual[rank].keys() == stages.keys(), rank

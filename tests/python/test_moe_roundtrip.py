@@ -73,19 +73,6 @@ def case_id(case):
     return "-".join(parts)
 
 
-def load_all_rank_files(mca_dir, cfg):
-    tp = cfg.get("tensor_model_parallel_size") or 1
-    pp = cfg.get("pipeline_model_parallel_size") or 1
-    ep = cfg.get("expert_model_parallel_size") or 1
-    files = {}
-    for t in range(tp):
-        for p in range(pp):
-            for e in range(ep):
-                path = mca_dir / "iter_0000001" / mca_oracle.rank_dir(t, p, e, cfg) / "model_optim_rng.pt"
-                files[(t, p, e)] = torch.load(path, weights_only=True)
-    return files
-
-
 def check_against_oracle(actual, expected):
     assert actual.keys() == expected.keys()
     for rank, stages in expected.items():
@@ -112,7 +99,7 @@ def test_moe_round_trip(case, tmp_path, run_convert):
     cfg["_expert_format"] = flags.get("moe_grouped_gemm_format", "te")
     moe = mca_oracle.moe_layers(cfg)
     assert moe == [i not in dense for i in range(layers)], cfg.get("moe_layer_freq")
-    check_against_oracle(load_all_rank_files(mca_dir, cfg), mca_oracle.convert(original, cfg))
+    check_against_oracle(mca_oracle.load_rank_files(mca_dir, cfg), mca_oracle.convert(original, cfg))
 
     run_convert("--checkpoint_path", mca_dir, "--output_path", back_dir)
     back = hf_state(back_dir)
@@ -141,7 +128,7 @@ def test_fused_hf_experts_read(family, tmp_path, run_convert):
     run_convert("--checkpoint_path", per_expert, "--output_path", mca_a, *flags)
     run_convert("--checkpoint_path", fused, "--output_path", mca_b, *flags)
     cfg = json.loads((mca_a / "mca_config.json").read_text())
-    a, b = load_all_rank_files(mca_a, cfg), load_all_rank_files(mca_b, cfg)
+    a, b = mca_oracle.load_rank_files(mca_a, cfg), mca_oracle.load_rank_files(mca_b, cfg)
     check_against_oracle(b, a)
 
 
