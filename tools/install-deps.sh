@@ -11,6 +11,7 @@ deps=(
   "libgtest-dev       file:/usr/include/gtest/gtest.h"
   "nlohmann-json3-dev file:/usr/include/nlohmann/json.hpp"
   "zlib1g-dev         file:/usr/include/zlib.h"
+  "libisal-dev        file:/usr/include/isa-l/crc.h"
   "libcli11-dev       file:/usr/include/CLI/CLI.hpp"
   "libbenchmark-dev   file:/usr/include/benchmark/benchmark.h"
 )

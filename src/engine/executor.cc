@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <isa-l/crc.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -212,11 +213,12 @@ class OutputFile {
   uint8_t* map() const { return map_; }
   const std::string& path() const { return path_; }
 
-  // Unmaps, flushes to disk and closes, reporting failures (the destructor cannot).
+  // Unmaps, starts writing the file back to disk and closes, reporting failures (the destructor
+  // cannot). The fsync comes later (SyncAll), so that writeback overlaps copying the next file.
   void Finish() {
     if (map_ != nullptr && ::munmap(map_, size_) != 0) ThrowIo(path_ + ": munmap failed", errno);
     map_ = nullptr;
-    if (::fsync(fd_) != 0) ThrowIo(path_ + ": fsync failed", errno);
+    ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
     const int fd = std::exchange(fd_, -1);
     if (::close(fd) != 0) ThrowIo(path_ + ": close failed", errno);
   }
@@ -270,6 +272,9 @@ class Runner {
                const WorkItem& item);
   void PatchCrcs(const FileLayout& layout, OutputFile& out) const;
   void ReportProgress(uint64_t bytes, const std::string& path);
+  void SyncAll() const;
+  void CopyRange(int in_fd, uint64_t from, const uint8_t* data, uint64_t bytes, uint64_t to,
+                 const OutputFile& out);
 
   const Plan& plan_;
   std::string output_dir_;
@@ -280,6 +285,7 @@ class Runner {
   uint64_t done_bytes_ = 0;
   std::mutex progress_mutex_;
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> copy_file_range_works_{true};
 };
 
 uint64_t OpBytes(const CopyOp& op) {
@@ -296,6 +302,20 @@ void Runner::Run() {
   RunChecks();
   WriteSmallFiles();
   for (const OutputFilePlan& file : plan_.files) WriteFile(file);
+  SyncAll();
+}
+
+// Flushes every written file to disk, in parallel; writeback started as each file finished.
+void Runner::SyncAll() const {
+  ParallelFor(plan_.files.size(), threads_, [&](size_t i) {
+    const std::string path = OutputPath(plan_.files[i].relative_path);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) ThrowIo("cannot reopen " + path + " to sync it", errno);
+    const int rc = ::fsync(fd);
+    const int error = errno;
+    ::close(fd);
+    if (rc != 0) ThrowIo(path + ": fsync failed", error);
+  });
 }
 
 void Runner::MapInputs() {
@@ -485,14 +505,36 @@ void Runner::RunItem(const OutputFilePlan& file, OutputFile& out, const std::vec
     const uint8_t* from = src + so * src_size;
     const uint64_t to = op.dst_offset + static_cast<uint64_t>(dof * dst_size);
     const uint64_t bytes = static_cast<uint64_t>(run) * dst_size;
-    // Straight from the input mapping into the file: one kernel copy, no output page faults.
+    // Straight from the input file into the output file, inside the kernel.
     if (contiguous_rows && (one_row || bytes >= kPwriteMinRowBytes)) {
-      PwriteAll(out.fd(), from, bytes, to, out.path());
+      CopyRange(inputs_[op.src_file].fd(), op.src_offset + static_cast<uint64_t>(so * src_size),
+                from, bytes, to, out);
       return;
     }
     CopyRow(from, src_stride, op.src_dtype, out.map() + to, dst_stride, op.dst_dtype, run, stage);
   });
   ReportProgress(static_cast<uint64_t>(item.end - item.begin) * dst_size, out.path());
+}
+
+// copy_file_range moves the bytes between page caches without mapping the input; where the
+// file systems cannot (EXDEV, EINVAL, ...), a pwrite from the input mapping does the same work.
+void Runner::CopyRange(int in_fd, uint64_t from, const uint8_t* data, uint64_t bytes, uint64_t to,
+                       const OutputFile& out) {
+  loff_t in_offset = static_cast<loff_t>(from), out_offset = static_cast<loff_t>(to);
+  uint64_t done = 0;
+  while (done < bytes && copy_file_range_works_) {
+    const ssize_t n = ::copy_file_range(in_fd, &in_offset, out.fd(), &out_offset, bytes - done, 0);
+    if (n > 0) {
+      done += static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == ENOSPC) ThrowIo(out.path() + ": no space left while writing", errno);
+    if (n < 0 && errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+      ThrowIo(out.path() + ": copy_file_range failed at offset " + std::to_string(to + done), errno);
+    copy_file_range_works_ = false;
+  }
+  if (done < bytes) PwriteAll(out.fd(), data + done, bytes - done, to + done, out.path());
 }
 
 void Runner::ReportProgress(uint64_t bytes, const std::string& path) {
@@ -519,8 +561,7 @@ void Runner::PatchCrcs(const FileLayout& layout, OutputFile& out) const {
     }
   }
   ParallelFor(chunks.size(), threads_, [&](size_t i) {
-    chunks[i].crc = crc32(crc32(0, Z_NULL, 0), out.map() + chunks[i].offset,
-                          static_cast<uInt>(chunks[i].size));
+    chunks[i].crc = crc32_gzip_refl(0, out.map() + chunks[i].offset, chunks[i].size);
   });
   std::vector<uLong> crcs(layout.crc_patches.size(), crc32(0, Z_NULL, 0));
   for (const Chunk& chunk : chunks) {
