@@ -347,6 +347,10 @@ std::vector<Option> BuildOurOptions() {
                      "Expert names written for grouped GEMM: te (linear_fc1.weight<i>) or legacy "
                      "(weight1/weight2).",
                      FIELD(parallel.moe_grouped_gemm_format)));
+  t.push_back(Choice("hf_expert_layout", o, {"per_expert", "fused"},
+                     "HF expert tensors written by MCA -> HF: one per expert (published layout) "
+                     "or fused per layer (experts.gate_up_proj / experts.down_proj).",
+                     FIELD(hf_expert_layout)));
   t.push_back(Custom("help", {"-h"}, o, Arity::kNone, "", "Show this help and exit.", nullptr));
   t.push_back(Custom("version", {}, o, Arity::kNone, "", "Print the version and exit.", nullptr));
   return t;

@@ -207,6 +207,7 @@ Plan PlanMcaToHf(const ConvertArgs& args) {
   LayoutParams params = LayoutParamsFromMcaConfig(mca_config, config_path);
   const McaCheckpoint mca = OpenMcaCheckpoint(dir, params);
   params.expert_format = DetectExpertFormat(mca);
+  params.fused_hf_experts = args.hf_expert_layout == "fused";
   const Layout layout = BuildLayout(params);
 
   Plan plan;

@@ -165,3 +165,23 @@ def test_missing_expert_is_named(tmp_path, run_convert):
                          "--expert_model_parallel_size", "2", expect_rc=1)
     assert "model.layers.1.mlp.experts.5.up_proj.weight" in result.stderr
     assert not (tmp_path / "mca").exists()
+
+
+def test_fused_hf_experts_write(tmp_path, run_convert):
+    """--hf_expert_layout fused writes transformers' in-memory expert layout: the model's own
+    state_dict() tensors, bit for bit; and it converts back to the same MCA files."""
+    from safetensors.torch import load_file
+
+    hf, mca, fused, mca_again = (tmp_path / n for n in ("hf", "mca", "fused", "mca_again"))
+    model = make_moe_model("qwen3_moe", hf, 2)
+    flags = ["--expert_model_parallel_size", "2"]
+    run_convert("--checkpoint_path", hf, "--output_path", mca, *flags)
+    run_convert("--checkpoint_path", mca, "--output_path", fused, "--hf_expert_layout", "fused")
+    written = load_file(fused / "model.safetensors")
+    expected = model.state_dict()
+    assert written.keys() == expected.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(written[name], tensor), name
+    run_convert("--checkpoint_path", fused, "--output_path", mca_again, *flags)
+    cfg = json.loads((mca / "mca_config.json").read_text())
+    check_against_oracle(mca_oracle.load_rank_files(mca_again, cfg), mca_oracle.load_rank_files(mca, cfg))
