@@ -138,16 +138,16 @@ const std::vector<Family>& Registry() {
     const auto qwen_moe =
         Concat({GlobalRules(), AttentionRules(), DenseMlpRules(), QwenMoeRules()});
     return std::vector<Family>{
-        {"llama", "model.layers.", "", rotary, dense},
-        {"mistral", "model.layers.", "", rotary, dense},
-        {"qwen2", "model.layers.", "", {}, dense},
-        {"qwen3", "model.layers.", "", {}, dense},
+        {"llama", "model.layers.", "", rotary, dense, {}},
+        {"mistral", "model.layers.", "", rotary, dense, {}},
+        {"qwen2", "model.layers.", "", {}, dense, {}},
+        {"qwen3", "model.layers.", "", {}, dense, {}},
         {"mixtral", "model.layers.", ".block_sparse_moe.experts.", {},
          Concat({GlobalRules(), AttentionRules(), DenseMlpRules(), MixtralMoeRules()}),
          {{".block_sparse_moe.gate.weight", ".mlp.gate.weight"}}},
         {"qwen2_moe", "model.layers.", ".mlp.experts.", {},
-         Concat({qwen_moe, SharedExpertRules()})},
-        {"qwen3_moe", "model.layers.", ".mlp.experts.", {}, qwen_moe},
+         Concat({qwen_moe, SharedExpertRules()}), {}},
+        {"qwen3_moe", "model.layers.", ".mlp.experts.", {}, qwen_moe, {}},
     };
   }();
   return families;

@@ -156,7 +156,10 @@ struct PeftAdapter {
 };
 
 PeftAdapter OpenPeftAdapter(const std::string& name, const fs::path& dir) {
-  PeftAdapter adapter{name, dir, ReadJsonFile((dir / "adapter_config.json").string())};
+  PeftAdapter adapter;
+  adapter.name = name;
+  adapter.dir = dir;
+  adapter.config = ReadJsonFile((dir / "adapter_config.json").string());
   std::vector<SourceTensor> tensors;
   if (fs::exists(dir / "adapter_model.safetensors")) {
     adapter.weights_path = (dir / "adapter_model.safetensors").string();

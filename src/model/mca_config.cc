@@ -217,7 +217,8 @@ ParallelArgs NormaliseCliArgs(const ConvertArgs& args) {
 // the reference copies decoder_sparse_step and fails on such models. Whenever the pattern is not
 // "every layer", write the exact per-layer list, which Megatron accepts.
 void ApplyQwenMoeLayerPattern(const json& hf_config, const FamilyConfigSpec& spec, json& kw) {
-  if (spec.model_type != "qwen2_moe" && spec.model_type != "qwen3_moe") return;
+  const std::string_view type = spec.model_type;
+  if (type != "qwen2_moe" && type != "qwen3_moe") return;
   const int64_t layers = hf_config.value("num_hidden_layers", int64_t{0});
   const int64_t step = hf_config.contains("decoder_sparse_step") &&
                                hf_config["decoder_sparse_step"].is_number_integer()
