@@ -12,8 +12,6 @@ deps=(
   "nlohmann-json3-dev file:/usr/include/nlohmann/json.hpp"
   "zlib1g-dev         file:/usr/include/zlib.h"
   "libisal-dev        file:/usr/include/isa-l/crc.h"
-  "libcli11-dev       file:/usr/include/CLI/CLI.hpp"
-  "libbenchmark-dev   file:/usr/include/benchmark/benchmark.h"
 )
 
 missing=()

@@ -14,6 +14,11 @@
 // recompute_modules and cuda_graph_scope are split on ',', variable_seq_lengths needs the
 // alltoall dispatcher, and a layout string with PP given and VPP not given derives VPP.
 //
+// Written by hand rather than with CLI11 because drop-in compatibility needs argparse's exact
+// rules, which CLI11's option model does not express: bools that are bare or take one of
+// argparse's spellings, --no_<flag> complements only for true-default bools, Optional[bool]
+// flags that demand a value, and rejection of options that argparse would reject.
+//
 // Deliberate differences from argparse: prefix abbreviations (`--tensor_model` for
 // `--tensor_model_parallel_size`) are rejected, because they silently change meaning when a new
 // flag shares the prefix; an unknown flag is an error that suggests the closest known flag.
