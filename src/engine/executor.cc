@@ -531,7 +531,8 @@ void Runner::CopyRange(int in_fd, uint64_t from, const uint8_t* data, uint64_t b
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == ENOSPC) ThrowIo(out.path() + ": no space left while writing", errno);
     if (n < 0 && errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-      ThrowIo(out.path() + ": copy_file_range failed at offset " + std::to_string(to + done), errno);
+      ThrowIo(out.path() + ": copy_file_range failed at offset " + std::to_string(to + done),
+              errno);
     copy_file_range_works_ = false;
   }
   if (done < bytes) PwriteAll(out.fd(), data + done, bytes - done, to + done, out.path());

@@ -67,8 +67,8 @@ struct ConvertArgs {
   // Ours.
   bool dry_run = false;
   bool overwrite = false;
-  bool reshard = false;
-  std::string hf_expert_layout = "per_expert";  // per_expert | fused, for HF output  // MCA -> MCA for the parallel sizes given (reshard.h)
+  bool reshard = false;                         // MCA -> MCA for the given sizes (reshard.h)
+  std::string hf_expert_layout = "per_expert";  // per_expert | fused, for HF output
   int threads = 0;                                 // 0: all online CPUs
   std::optional<uint64_t> max_shard_size;          // bytes; default 5 GB (decimal) for HF output
   int verbosity = 0;                               // -q: -1, -v: 1, -vv: 2

@@ -28,22 +28,6 @@ constexpr size_t kMaxValueChars = 80;
 using pickle::Kind;
 using pickle::Value;
 
-std::string KindName(Kind kind) {
-  switch (kind) {
-    case Kind::kNone: return "None";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "str";
-    case Kind::kBytes: return "bytes";
-    case Kind::kTuple: return "tuple";
-    case Kind::kList: return "list";
-    case Kind::kDict: return "dict";
-    case Kind::kTensor: return "tensor";
-    case Kind::kObject: return "object";
-  }
-  return "unknown";
-}
 
 std::string Truncated(std::string text) {
   if (text.size() > kMaxValueChars) text = text.substr(0, kMaxValueChars - 3) + "...";

@@ -116,8 +116,7 @@ Plan PlanReshard(const ConvertArgs& args) {
   std::map<std::string, std::vector<const Piece*>> sources_of;
   for (const Piece& piece : source.pieces)
     if (piece.primary) sources_of[source.hf[piece.hf].name].push_back(&piece);
-  std::map<std::string, SourceTensor> tensors;
-  for (const auto& [key, tensor] : mca.tensors) tensors[key] = tensor;
+  const std::map<std::string, SourceTensor>& tensors = mca.tensors;
 
   std::vector<std::vector<const Piece*>> pieces_of(target.mca.size());
   for (const Piece& piece : target.pieces)

@@ -9,6 +9,23 @@ const Value* Value::Find(const std::string& key) const {
   return nullptr;
 }
 
+const char* KindName(Kind kind) {
+  switch (kind) {
+    case Kind::kNone: return "None";
+    case Kind::kBool: return "bool";
+    case Kind::kInt: return "int";
+    case Kind::kFloat: return "float";
+    case Kind::kString: return "str";
+    case Kind::kBytes: return "bytes";
+    case Kind::kTuple: return "tuple";
+    case Kind::kList: return "list";
+    case Kind::kDict: return "dict";
+    case Kind::kTensor: return "tensor";
+    case Kind::kObject: return "object";
+  }
+  return "unknown";
+}
+
 namespace {
 std::shared_ptr<Value> New(Kind kind) {
   auto v = std::make_shared<Value>();

@@ -45,6 +45,10 @@ struct Value {
   const Value* Find(const std::string& key) const;
 };
 
+// The Python type name of a kind: "None", "bool", "int", "float", "str", "bytes", "tuple",
+// "list", "dict", "tensor", "object".
+const char* KindName(Kind kind);
+
 ValuePtr MakeNone();
 ValuePtr MakeBool(bool v);
 ValuePtr MakeInt(int64_t v);

@@ -127,22 +127,6 @@ class Encoder {
   std::vector<int> storage_tensors_;
 };
 
-const char* KindName(Kind kind) {
-  switch (kind) {
-    case Kind::kNone: return "None";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "string";
-    case Kind::kBytes: return "bytes";
-    case Kind::kTuple: return "tuple";
-    case Kind::kList: return "list";
-    case Kind::kDict: return "dict";
-    case Kind::kTensor: return "tensor";
-    case Kind::kObject: return "object";
-  }
-  return "unknown";
-}
 
 std::string Child(const std::string& path, const std::string& key) {
   return path.empty() ? key : path + "/" + key;
